@@ -1,0 +1,1 @@
+"""Pure logic: values, errors and the rules of the contract. No I/O, no frameworks."""

@@ -1,0 +1,1 @@
+"""Protocols the domain and the HTTP edge need from the outside world."""

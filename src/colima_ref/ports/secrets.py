@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from typing import Protocol
+
+from colima_ref.domain.models import Secret
+
+
+class SecretStore(Protocol):
+    """Credentials by path (``postgres``, ``redis-1``...).
+
+    Raises ResourceNotFoundError for a path that holds no secret, VaultUnavailableError when the
+    store is down, sealed or refuses our token, TimeoutError when it does not answer in time.
+    """
+
+    async def read(self, path: str) -> Secret: ...
