@@ -1,0 +1,103 @@
+"""Opens each port's adapter on each backend, so one test body runs against all of them.
+
+A live backend joins in two lines: an opener in ``OPENERS`` keyed ``(Port, "postgres")`` that
+calls ``require_reachable`` once the adapter is open, and a marked param on the port's fixture,
+``pytest.param("postgres", marks=pytest.mark.postgres)``. Backends serving one of several services
+of a port (SQL databases, health probes) are named ``"<backend>:<service>"`` in memory; a live
+backend is just the service's name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, NoReturn
+
+import pytest
+
+from colima_ref.adapters import memory
+from colima_ref.domain.errors import ServiceUnavailableError
+from colima_ref.domain.errors import TimeoutError as OperationTimeoutError
+from colima_ref.ports.cache import Cache
+from colima_ref.ports.cluster import ClusterTopology
+from colima_ref.ports.databases import DocumentDatabase, SqlDatabase
+from colima_ref.ports.messaging import MessageBroker
+from colima_ref.ports.probes import HealthProbe
+from colima_ref.ports.secrets import SecretStore
+from colima_ref.ports.services import SERVICE_NAMES
+
+REACHABLE_WITHIN = 5.0  # seconds
+
+Opener = Callable[[], AbstractAsyncContextManager[Any]]
+
+
+def _memory(build: Callable[[], object]) -> Opener:
+    @asynccontextmanager
+    async def open_memory() -> AsyncIterator[object]:
+        yield build()
+
+    return open_memory
+
+
+def _memory_probe(service: str) -> Opener:
+    return _memory(lambda: memory.services().probes[service])
+
+
+OPENERS: dict[tuple[type[Any], str], Opener] = {
+    (SecretStore, "memory"): _memory(memory.InMemorySecretStore),
+    (SqlDatabase, "memory:postgres"): _memory(lambda: memory.InMemorySqlDatabase("PostgreSQL")),
+    (SqlDatabase, "memory:mysql"): _memory(lambda: memory.InMemorySqlDatabase("MySQL")),
+    (DocumentDatabase, "memory"): _memory(memory.InMemoryDocumentDatabase),
+    (Cache, "memory"): _memory(memory.InMemoryCache),
+    (ClusterTopology, "memory"): _memory(memory.InMemoryClusterTopology),
+    (MessageBroker, "memory"): _memory(memory.InMemoryMessageBroker),
+    **{(HealthProbe, f"memory:{name}"): _memory_probe(name) for name in SERVICE_NAMES},
+}
+
+
+def open_adapter(role: type[Any], backend: str) -> AbstractAsyncContextManager[Any]:
+    """Open the adapter playing ``role`` (a port Protocol) on ``backend``; closes it on exit.
+
+    Raises LookupError when no opener is registered for the pair.
+    """
+    try:
+        opener = OPENERS[role, backend]
+    except KeyError:
+        raise LookupError(f"no opener for {role.__name__} on {backend!r} in OPENERS") from None
+    return opener()
+
+
+def service_of(backend: str) -> str:
+    """The service a backend id stands for: ``memory:mysql`` and ``mysql`` both give ``mysql``."""
+    return backend.rpartition(":")[2]
+
+
+def unreachable(service: str, detail: str, env: Mapping[str, str] = os.environ) -> NoReturn:
+    """Skip the test because ``service`` cannot be reached, or fail it when CI=true.
+
+    ``detail`` must be safe to print: no credential, no connection URL.
+    """
+    reason = f"{service} is unreachable ({detail}); start it with `make devstack-up`"
+    if env.get("CI") == "true":
+        pytest.fail(f"{reason}. CI=true requires every service", pytrace=False)
+    pytest.skip(reason)
+
+
+async def require_reachable(
+    service: str,
+    probe: HealthProbe,
+    env: Mapping[str, str] = os.environ,
+) -> None:
+    """Return once ``probe`` reports healthy in time; otherwise call ``unreachable``."""
+    try:
+        async with asyncio.timeout(REACHABLE_WITHIN):
+            health = await probe.check()
+    except (ServiceUnavailableError, OperationTimeoutError) as exc:
+        # Our errors' messages are written to be shown; a driver's might carry a URL.
+        unreachable(service, f"{exc.error}: {exc.message}", env)
+    except (TimeoutError, OSError) as exc:
+        unreachable(service, type(exc).__name__, env)
+    if not health.healthy:
+        unreachable(service, health.error or "reported unhealthy", env)
