@@ -1,0 +1,100 @@
+"""JSON-lines logging for structlog and the standard library, configured once per process."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import Processor
+
+_HANDLER_NAME = "colima_ref"
+_DEFAULT_LOGGER_NAME = "colima_ref"
+
+
+class _NamedWriteLogger(structlog.WriteLogger):
+    """A WriteLogger that keeps the name it was asked for, so a line says which module wrote it."""
+
+    def __init__(self, file: TextIO, name: str) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class _NamedWriteLoggerFactory:
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def __call__(self, *args: Any) -> _NamedWriteLogger:
+        name = args[0] if args and isinstance(args[0], str) else _DEFAULT_LOGGER_NAME
+        return _NamedWriteLogger(self._file, name)
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+
+
+def _rendering_processors() -> list[Processor]:
+    # The secret-redaction processor (issue 5) goes right after format_exc_info, so that it also
+    # sees tracebacks as text, and before anything is renamed or rendered.
+    return [
+        structlog.processors.format_exc_info,
+        structlog.processors.EventRenamer("message"),
+        structlog.processors.JSONRenderer(),
+    ]
+
+
+def configure_logging(level: str, *, stream: TextIO | None = None) -> None:
+    """Write structlog and stdlib records (uvicorn, hvac, aiormq, psycopg...) as JSON lines.
+
+    ``level`` is a stdlib level name such as ``"INFO"``; ``stream`` defaults to ``sys.stdout`` as it
+    is at call time. Calling it again replaces the previous configuration. uvicorn's access log
+    is disabled: the HTTP layer writes its own line per request.
+
+    Raises:
+        ValueError: ``level`` is not a level name.
+    """
+    numeric = logging.getLevelNamesMapping().get(level.upper())
+    if numeric is None:
+        raise ValueError(f"unknown log level {level!r}")
+    out = sys.stdout if stream is None else stream
+
+    structlog.configure(
+        processors=[
+            *_shared_processors(),
+            structlog.processors.StackInfoRenderer(),
+            *_rendering_processors(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=_NamedWriteLoggerFactory(out),
+        cache_logger_on_first_use=True,
+    )
+
+    handler = logging.StreamHandler(out)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=_shared_processors(),
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *_rendering_processors(),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for previous in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(previous)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+
+    logging.getLogger("uvicorn.access").disabled = True
+    # uvicorn attaches its own handlers only when given a log_config; make sure its records
+    # reach the root handler instead of being printed twice.
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True

@@ -1,0 +1,290 @@
+"""Configuration read once from the environment into frozen values.
+
+``Settings.from_env`` is the only reader: it takes a mapping (the caller passes ``os.environ``), so
+tests build settings from plain dicts. A variable that is unset or empty takes its default. A
+malformed value raises `SettingsError`, whose message is one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import attrs
+
+from colima_ref.ports.services import Backend
+
+DEFAULT_APP_NAME = "Colima Services Reference API"
+DEFAULT_CORS_ORIGINS = ("http://localhost:3000", "http://localhost:8000", "http://localhost:8080")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+_PORT = re.compile(r"[0-9]{1,5}")
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+_GOT_LIMIT = 80
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A variable holds a value of the wrong form.
+
+    ``got=None`` means the value is secret and is never shown, not even in ``args``.
+    """
+
+    def __init__(self, variable: str, expected: str, got: str | None) -> None:
+        self.variable = variable
+        self.expected = expected
+        self.got = got
+        super().__init__(variable, expected, got)
+
+    def __str__(self) -> str:
+        if self.got is None:
+            return f"{self.variable} must be {self.expected}, got a hidden value (secret)"
+        got = self.got if len(self.got) <= _GOT_LIMIT else self.got[:_GOT_LIMIT] + "..."
+        return f"{self.variable} must be {self.expected}, got {got!r}"
+
+
+@attrs.frozen
+class EnvVar:
+    """One documented environment variable, for ``--help`` and the README."""
+
+    name: str
+    default: str
+    description: str
+
+
+ENVIRONMENT: tuple[EnvVar, ...] = (
+    EnvVar("COLIMA_BACKEND", "live if VAULT_ADDR is set, else memory", "memory or live"),
+    EnvVar("APP_NAME", DEFAULT_APP_NAME, "name reported by GET /"),
+    EnvVar("DEBUG", "false", "true/false/1/0/yes/no; stack traces in 500 bodies, any CORS origin"),
+    EnvVar("LOG_LEVEL", "INFO", "/".join(LOG_LEVELS)),
+    EnvVar("CORS_ORIGINS", ",".join(DEFAULT_CORS_ORIGINS), "comma-separated allowed origins"),
+    EnvVar("VAULT_ADDR", "http://127.0.0.1:8200", "Vault (or OpenBao) URL"),
+    EnvVar("VAULT_TOKEN", "(none)", "Vault token; never logged or shown"),
+    EnvVar("POSTGRES_HOST", "127.0.0.1", "PostgreSQL host"),
+    EnvVar("POSTGRES_PORT", "5432", "PostgreSQL port"),
+    EnvVar("MYSQL_HOST", "127.0.0.1", "MySQL/MariaDB host"),
+    EnvVar("MYSQL_PORT", "3306", "MySQL/MariaDB port"),
+    EnvVar("MONGODB_HOST", "127.0.0.1", "MongoDB host"),
+    EnvVar("MONGODB_PORT", "27017", "MongoDB port"),
+    EnvVar("REDIS_HOST", "127.0.0.1", "Redis host (used when REDIS_NODES is empty)"),
+    EnvVar("REDIS_PORT", "6379", "Redis port (used when REDIS_NODES is empty)"),
+    EnvVar("REDIS_NODES", "(empty)", "Redis Cluster seeds host:port[,host:port...]"),
+    EnvVar("RABBITMQ_HOST", "127.0.0.1", "RabbitMQ host"),
+    EnvVar("RABBITMQ_PORT", "5672", "RabbitMQ port"),
+)
+
+
+@attrs.frozen
+class Endpoint:
+    """Where a TCP service listens."""
+
+    host: str
+    port: int
+
+
+@attrs.frozen
+class VaultSettings:
+    addr: str
+    token: str | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen
+class RedisSettings:
+    host: str
+    port: int
+    nodes: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def seeds(self) -> tuple[tuple[str, int], ...]:
+        """The cluster seed nodes, or the single REDIS_HOST:REDIS_PORT when REDIS_NODES is empty."""
+        return self.nodes or ((self.host, self.port),)
+
+
+@attrs.frozen
+class Settings:
+    """Everything the process is configured with. Built by `from_env`; never read from globals."""
+
+    app_name: str = DEFAULT_APP_NAME
+    debug: bool = False
+    backend: Backend = "memory"
+    backend_source: str = "default"
+    cors_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
+    log_level: str = "INFO"
+    vault: VaultSettings = VaultSettings("http://127.0.0.1:8200")
+    postgres: Endpoint = Endpoint("127.0.0.1", 5432)
+    mysql: Endpoint = Endpoint("127.0.0.1", 3306)
+    mongodb: Endpoint = Endpoint("127.0.0.1", 27017)
+    redis: RedisSettings = RedisSettings("127.0.0.1", 6379)
+    rabbitmq: Endpoint = Endpoint("127.0.0.1", 5672)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read every variable of `ENVIRONMENT` from ``env``.
+
+        Raises:
+            SettingsError: a value is malformed; the message names the variable and the form.
+        """
+        read = _Reader(env)
+        backend, backend_source = _select_backend(read)
+        return cls(
+            app_name=read("APP_NAME", str, DEFAULT_APP_NAME),
+            debug=read("DEBUG", _parse_bool, False),
+            backend=backend,
+            backend_source=backend_source,
+            cors_origins=read("CORS_ORIGINS", _parse_origins, DEFAULT_CORS_ORIGINS),
+            log_level=read("LOG_LEVEL", _parse_log_level, "INFO"),
+            vault=VaultSettings(
+                addr=read("VAULT_ADDR", _parse_url, "http://127.0.0.1:8200"),
+                token=read.secret("VAULT_TOKEN", _parse_token),
+            ),
+            postgres=read.endpoint("POSTGRES", 5432),
+            mysql=read.endpoint("MYSQL", 3306),
+            mongodb=read.endpoint("MONGODB", 27017),
+            redis=RedisSettings(
+                host=read("REDIS_HOST", _parse_host, "127.0.0.1"),
+                port=read("REDIS_PORT", _parse_port, 6379),
+                nodes=read("REDIS_NODES", _parse_nodes, ()),
+            ),
+            rabbitmq=read.endpoint("RABBITMQ", 5672),
+        )
+
+
+class _MalformedError(ValueError):
+    """Raised by a parser; `_Reader` turns it into a SettingsError naming the variable."""
+
+    def __init__(self, expected: str) -> None:
+        super().__init__(expected)
+        self.expected = expected
+
+
+@attrs.frozen
+class _Reader:
+    env: Mapping[str, str]
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def __call__(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return parse(value)
+        except _MalformedError as exc:
+            raise SettingsError(name, exc.expected, value) from None
+
+    def secret(self, name: str, parse: Callable[[str], str]) -> str | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except _MalformedError as exc:
+            raise SettingsError(name, exc.expected, None) from None
+
+    def endpoint(self, prefix: str, port: int) -> Endpoint:
+        return Endpoint(
+            host=self(f"{prefix}_HOST", _parse_host, "127.0.0.1"),
+            port=self(f"{prefix}_PORT", _parse_port, port),
+        )
+
+
+def _select_backend(read: _Reader) -> tuple[Backend, str]:
+    chosen = read("COLIMA_BACKEND", _parse_backend, None)
+    if chosen is not None:
+        return chosen, "COLIMA_BACKEND"
+    if read.raw("VAULT_ADDR") is not None:
+        return "live", "VAULT_ADDR set"
+    return "memory", "default"
+
+
+def _parse_backend(value: str) -> Backend:
+    lowered = value.lower()
+    if lowered == "memory":
+        return "memory"
+    if lowered == "live":
+        return "live"
+    raise _MalformedError("memory or live")
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise _MalformedError("one of true/false/1/0/yes/no")
+
+
+def _parse_log_level(value: str) -> str:
+    upper = value.upper()
+    if upper not in LOG_LEVELS:
+        raise _MalformedError("one of " + "/".join(LOG_LEVELS))
+    return upper
+
+
+def _parse_port(value: str) -> int:
+    # int() alone would accept "+80", "8_0" and non-ASCII digits.
+    if _PORT.fullmatch(value) and 1 <= int(value) <= 65535:
+        return int(value)
+    raise _MalformedError("a port number 1-65535")
+
+
+def _parse_host(value: str) -> str:
+    if any(c.isspace() or c in "/@" for c in value):
+        raise _MalformedError("a host name or IP address")
+    return value
+
+
+def _parse_token(value: str) -> str:
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise _MalformedError("a token without spaces or control characters")
+    return value
+
+
+def _parse_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or " " in value:
+        raise _MalformedError("an http(s) URL such as http://127.0.0.1:8200")
+    return value
+
+
+def _parse_origins(value: str) -> tuple[str, ...]:
+    origins = tuple(item.strip() for item in value.split(","))
+    for origin in origins:
+        parts = urlsplit(origin)
+        # Browsers send Origin as scheme://host[:port] exactly; anything else would never match.
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or parts.username is not None
+        ):
+            raise _MalformedError("a comma-separated list of origins like http://host[:port]")
+    return origins
+
+
+def _parse_nodes(value: str) -> tuple[tuple[str, int], ...]:
+    return tuple(_parse_node(item.strip()) for item in value.split(","))
+
+
+def _parse_node(item: str) -> tuple[str, int]:
+    expected = "host:port[,host:port...]"
+    host, sep, port = item.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise _MalformedError(expected + " (IPv6 hosts in [brackets])")
+    if not sep or not host:
+        raise _MalformedError(expected)
+    try:
+        return _parse_host(host), _parse_port(port)
+    except _MalformedError:
+        raise _MalformedError(expected) from None

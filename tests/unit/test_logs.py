@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+from colima_ref.logs import configure_logging
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    """A stream to log into; the global logging state is put back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    access = logging.getLogger("uvicorn.access")
+    access_disabled = access.disabled
+    yield io.StringIO()
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    access.disabled = access_disabled
+
+
+def lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_a_structlog_line_is_json_with_level_message_timestamp_logger_and_request_id(
+    stream: io.StringIO,
+) -> None:
+    configure_logging("INFO", stream=stream)
+    structlog.contextvars.bind_contextvars(request_id="req-1")
+
+    structlog.get_logger("colima_ref.http").info("cache hit", key="k1")
+
+    [line] = lines(stream)
+    assert line["message"] == "cache hit"
+    assert line["level"] == "info"
+    assert line["logger"] == "colima_ref.http"
+    assert line["request_id"] == "req-1"
+    assert line["key"] == "k1"
+    assert line["timestamp"].endswith("Z")
+    assert "event" not in line
+
+
+def test_a_stdlib_line_goes_through_the_same_renderer(stream: io.StringIO) -> None:
+    configure_logging("INFO", stream=stream)
+    structlog.contextvars.bind_contextvars(request_id="req-2")
+
+    logging.getLogger("hvac.adapters").warning("retrying %s in %d s", "read", 2)
+
+    [line] = lines(stream)
+    assert line["message"] == "retrying read in 2 s"
+    assert line["level"] == "warning"
+    assert line["logger"] == "hvac.adapters"
+    assert line["request_id"] == "req-2"
+    assert line["timestamp"].endswith("Z")
+
+
+def test_a_stdlib_exception_is_rendered_as_a_traceback_string(stream: io.StringIO) -> None:
+    configure_logging("INFO", stream=stream)
+
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        logging.getLogger("psycopg").exception("query failed")
+
+    [line] = lines(stream)
+    assert line["level"] == "error"
+    assert "RuntimeError: boom" in line["exception"]
+
+
+def test_records_below_the_level_are_dropped_on_both_paths(stream: io.StringIO) -> None:
+    configure_logging("warning", stream=stream)
+
+    structlog.get_logger("colima_ref").info("quiet")
+    logging.getLogger("aiormq").info("quiet too")
+    structlog.get_logger("colima_ref").error("loud")
+
+    assert [line["message"] for line in lines(stream)] == ["loud"]
+
+
+def test_uvicorn_access_lines_are_not_written(stream: io.StringIO) -> None:
+    configure_logging("DEBUG", stream=stream)
+
+    logging.getLogger("uvicorn.access").info('127.0.0.1 - "GET / HTTP/1.1" 200')
+    logging.getLogger("uvicorn.error").info("Started server process")
+
+    assert [line["logger"] for line in lines(stream)] == ["uvicorn.error"]
+
+
+def test_configuring_twice_writes_each_stdlib_record_once(stream: io.StringIO) -> None:
+    configure_logging("INFO", stream=io.StringIO())
+    configure_logging("INFO", stream=stream)
+
+    logging.getLogger("uvicorn.error").info("once")
+
+    assert len(lines(stream)) == 1
+
+
+def test_an_unknown_level_is_refused() -> None:
+    with pytest.raises(ValueError, match="verbose"):
+        configure_logging("verbose", stream=io.StringIO())
