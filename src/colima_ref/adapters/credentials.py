@@ -1,0 +1,75 @@
+"""CredentialSource: the secrets adapters log in with, fetched once and kept for a while."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable
+
+import attrs
+
+from colima_ref.domain.masking import is_sensitive
+from colima_ref.domain.models import Secret
+from colima_ref.ports.secrets import SecretStore
+
+
+@attrs.frozen
+class _Entry:
+    secret: Secret
+    expires_at: float
+
+
+@attrs.define
+class CredentialSource:
+    """Secrets from a SecretStore, cached per path for ``ttl`` seconds.
+
+    Concurrent misses for one path share a single read. ``get`` raises whatever the store raises
+    (ResourceNotFoundError, VaultUnavailableError...); a failed read is not cached.
+    Adapters call ``invalidate`` when a login is refused, so the next ``get`` sees a new password.
+    """
+
+    _store: SecretStore = attrs.field(alias="store")
+    ttl: float = 300.0
+    _clock: Callable[[], float] = attrs.field(default=time.monotonic, alias="clock", repr=False)
+    _cache: dict[str, _Entry] = attrs.field(factory=dict, init=False, repr=False)
+    _flights: dict[str, asyncio.Task[Secret]] = attrs.field(factory=dict, init=False, repr=False)
+
+    async def get(self, path: str) -> Secret:
+        """The secret at ``path``, from the cache while it is fresh."""
+        entry = self._cache.get(path)
+        if entry is not None and self._clock() < entry.expires_at:
+            return entry.secret
+        flight = self._flights.get(path)
+        if flight is None:
+            flight = asyncio.create_task(self._store.read(path), name=f"credentials:{path}")
+            self._flights[path] = flight
+            flight.add_done_callback(functools.partial(self._landed, path))
+        # Shielded: one caller giving up must not cancel the read the others wait for.
+        return await asyncio.shield(flight)
+
+    def invalidate(self, path: str) -> None:
+        """Forget ``path``, including a read in flight, so the next ``get`` asks the store again."""
+        self._cache.pop(path, None)
+        self._flights.pop(path, None)
+
+    def loaded_values(self) -> frozenset[str]:
+        """Every sensitive value now cached, for redacting them from logs."""
+        return frozenset(
+            value
+            for entry in self._cache.values()
+            for key, value in entry.secret.data.items()
+            if value and is_sensitive(key)
+        )
+
+    def _landed(self, path: str, flight: asyncio.Task[Secret]) -> None:
+        current = self._flights.get(path) is flight
+        if current:
+            del self._flights[path]
+        if flight.cancelled():
+            return
+        # Retrieved even when unused, so a failure nobody awaits any more is not reported.
+        failure = flight.exception()
+        # A read invalidated while in flight may predate a rotation: hand it out, never keep it.
+        if current and failure is None:
+            self._cache[path] = _Entry(flight.result(), self._clock() + self.ttl)
