@@ -29,7 +29,9 @@ class BaseAPIException(Exception):  # noqa: N818 - the name is part of the publi
     status_code: ClassVar[int] = 500
     default_message: ClassVar[str] = "Internal server error"
 
-    def __init__(self, message: str | None = None, details: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str | None = None, details: Mapping[str, Any] | None = None
+    ) -> None:
         self.message = message or self.default_message
         self.details: dict[str, Any] = dict(details or {})
         super().__init__(self.message)
@@ -114,6 +116,6 @@ class RateLimitError(BaseAPIException):
     default_message = "Rate limit exceeded"
 
 
-class TimeoutError(BaseAPIException):  # noqa: A001 - the contract names it so
+class TimeoutError(BaseAPIException):
     status_code = 504
     default_message = "The operation timed out"
