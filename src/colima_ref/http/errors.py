@@ -1,0 +1,121 @@
+"""The uniform error body, and the exception handlers that write it for every error path.
+
+Every error answers ``{error, message, status_code, details, request_id}``. Handlers are looked
+up by MRO, so one handler covers the whole BaseAPIException tree and endpoints never catch-and-map.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ExceptionHandler
+
+from colima_ref.domain.errors import BaseAPIException, ServiceUnavailableError
+
+# Status codes Starlette raises itself, named after the domain class a client already knows.
+_ERROR_NAMES = {
+    401: "AuthenticationError",
+    404: "ResourceNotFoundError",
+    405: "MethodNotAllowed",
+    422: "ValidationError",
+    429: "RateLimitError",
+    500: "InternalServerError",
+    503: "ServiceUnavailableError",
+    504: "TimeoutError",
+}
+
+
+def error_response(
+    request_id: str | None,
+    *,
+    error: str,
+    message: str,
+    status_code: int,
+    details: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """Build the uniform error response; middleware that answers before routing uses it too."""
+    body = {
+        "error": error,
+        "message": message,
+        "status_code": status_code,
+        "details": dict(details or {}),
+        "request_id": request_id,
+    }
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def request_id_of(request: Request) -> str | None:
+    """The request id the request-context middleware stored, or None outside of it."""
+    value = request.scope.get("state", {}).get("request_id")
+    return value if isinstance(value, str) else None
+
+
+def error_name(status_code: int) -> str:
+    """The ``error`` field for a bare status code (``404`` -> ``ResourceNotFoundError``)."""
+    if status_code in _ERROR_NAMES:
+        return _ERROR_NAMES[status_code]
+    try:
+        phrase = HTTPStatus(status_code).phrase
+    except ValueError:
+        return "HTTPError"
+    return "".join(char for char in phrase.title() if char.isalnum())
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BaseAPIException)
+    headers = None
+    if isinstance(exc, ServiceUnavailableError) and exc.retry_after is not None:
+        headers = {"Retry-After": str(exc.retry_after)}
+    return error_response(
+        request_id_of(request),
+        error=exc.error,
+        message=exc.message,
+        status_code=exc.status_code,
+        details=exc.details,
+        headers=headers,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(
+        request_id_of(request),
+        error=error_name(exc.status_code),
+        message=exc.detail,
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+def _internal_error(*, debug: bool) -> ExceptionHandler:
+    async def handler(request: Request, exc: Exception) -> Response:
+        details = {"traceback": "".join(traceback.format_exception(exc))} if debug else {}
+        return error_response(
+            request_id_of(request),
+            error=error_name(500),
+            message="Internal server error",
+            status_code=500,
+            details=details,
+        )
+
+    return handler
+
+
+def exception_handlers(*, debug: bool) -> dict[Any, ExceptionHandler]:
+    """Handlers for ``Starlette(exception_handlers=...)``.
+
+    ``Exception`` lands in Starlette's ServerErrorMiddleware: a 500 whose traceback is in
+    ``details`` only when ``debug`` is on.
+    """
+    return {
+        BaseAPIException: _api_error,
+        HTTPException: _http_error,
+        Exception: _internal_error(debug=debug),
+    }

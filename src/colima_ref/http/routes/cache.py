@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from starlette.endpoints import HTTPEndpoint
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from colima_ref.domain import validation
+from colima_ref.http.state import services
+
+
+class CacheEntryEndpoint(HTTPEndpoint):
+    """One key of the cache; a class so that a 405 lists exactly GET, POST and DELETE."""
+
+    async def get(self, request: Request) -> JSONResponse:
+        key = validation.cache_key(request.path_params["key"])
+        entry = await services(request).cache.get(key)
+        if entry is None:
+            return JSONResponse({"key": key, "value": None, "exists": False, "ttl": None})
+        ttl = "no expiration" if entry.ttl is None else entry.ttl
+        return JSONResponse({"key": key, "value": entry.value, "exists": True, "ttl": ttl})
+
+    async def post(self, request: Request) -> JSONResponse:
+        key = validation.cache_key(request.path_params["key"])
+        value = validation.cache_value(request.query_params.get("value"))
+        ttl = validation.ttl(request.query_params.get("ttl"))
+        await services(request).cache.set(key, value, ttl)
+        return JSONResponse({"key": key, "value": value, "ttl": ttl, "action": "set"})
+
+    async def delete(self, request: Request) -> JSONResponse:
+        key = validation.cache_key(request.path_params["key"])
+        deleted = await services(request).cache.delete(key)
+        return JSONResponse({"key": key, "deleted": deleted, "action": "delete"})
+
+
+routes: list[BaseRoute] = [Route("/examples/cache/{key}", CacheEntryEndpoint)]
