@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# The local devstack for COLIMA_BACKEND=live: starts on 127.0.0.1 what is not already running (OpenBao
+# dev server, SecantusDB, a 6-node Redis Cluster), converges the dev_admin accounts on the machine's
+# PostgreSQL, MariaDB and RabbitMQ, and writes the matching secrets to Vault. See docs/devstack.md.
+#
+#   scripts/devstack.sh up                 start what is missing, converge accounts and secrets
+#   scripts/devstack.sh down [--keep-data] stop only what `up` started; remove .devstack/ unless --keep-data
+#   scripts/devstack.sh status             one line per service
+#   scripts/devstack.sh env                export lines for the live backend: eval "$(scripts/devstack.sh env)"
+# shellcheck source-path=SCRIPTDIR
+set -euo pipefail
+
+DEVSTACK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+readonly DEVSTACK_ROOT
+HELPERS="${DEVSTACK_ROOT}/scripts/devstack"
+# shellcheck source=devstack/common.sh
+source "${HELPERS}/common.sh"
+# shellcheck source=devstack/passwords.sh
+source "${HELPERS}/passwords.sh"
+# shellcheck source=devstack/vault.sh
+source "${HELPERS}/vault.sh"
+# shellcheck source=devstack/mongodb.sh
+source "${HELPERS}/mongodb.sh"
+# shellcheck source=devstack/redis_cluster.sh
+source "${HELPERS}/redis_cluster.sh"
+# shellcheck source=devstack/system_services.sh
+source "${HELPERS}/system_services.sh"
+
+usage() {
+  sed -n '6,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+}
+
+cmd_up() {
+  local total_start t
+  total_start=$(now_ms)
+  ensure_venv_tools
+  mkdir -p "$STATE_DIR"
+  chmod 700 "$STATE_DIR"
+  ensure_passwords
+
+  local rabbitmq_start rabbitmq_job rabbitmq_state rabbitmq_end
+  rabbitmq_start=$(now_ms)
+  ensure_rabbitmq >"${STATE_DIR}/rabbitmq.state" &
+  rabbitmq_job=$!
+
+  t=$(now_ms)
+  ensure_system_service postgres "$POSTGRES_PORT" postgres_answers start_postgres
+  apply_postgres_accounts
+  report postgres "$SYSTEM_STATE" "${LOOPBACK}:${POSTGRES_PORT}" "$t"
+
+  t=$(now_ms)
+  ensure_system_service mariadb "$MYSQL_PORT" mariadb_answers start_mariadb
+  apply_mariadb_accounts
+  report mysql "$SYSTEM_STATE" "${LOOPBACK}:${MYSQL_PORT}" "$t"
+
+
+  t=$(now_ms)
+  ensure_mongodb
+  report mongodb "$MONGODB_STATE" "${LOOPBACK}:${MONGODB_PORT}" "$t"
+
+  t=$(now_ms)
+  ensure_redis_cluster
+  report redis-cluster "$REDIS_STATE" "${LOOPBACK}:7001-7006" "$t"
+
+  t=$(now_ms)
+  ensure_vault
+  seed_vault
+  report vault "${VAULT_STATE}; wrote ${VAULT_SECRETS_WRITTEN} secret(s)" "$VAULT_ADDR_LOCAL" "$t"
+
+  wait "$rabbitmq_job" || die "RabbitMQ could not be prepared (see the message above)"
+  IFS='|' read -r rabbitmq_state rabbitmq_end <"${STATE_DIR}/rabbitmq.state"
+  rm -f "${STATE_DIR}/rabbitmq.state"
+  report rabbitmq "$rabbitmq_state" "${LOOPBACK}:${RABBITMQ_PORT} vhost ${DEV_VHOST}" \
+    "$rabbitmq_start" "$rabbitmq_end"
+
+  report total "up" "state in ${STATE_DIR}" "$total_start"
+}
+
+cmd_down() {
+  local keep_data=false
+  case "${1:-}" in
+    --keep-data) keep_data=true ;;
+    "") ;;
+    *) usage; exit 2 ;;
+  esac
+  # The three stop in parallel: each takes about two seconds to shut down cleanly.
+  local t job
+  local -a jobs=()
+  t=$(now_ms)
+  { stop_pidfile "$(vault_pidfile)" bao && report vault stopped "$VAULT_ADDR_LOCAL" "$t"; } &
+  jobs+=($!)
+  { stop_pidfile "$(mongodb_pidfile)" secantusd-py && report mongodb stopped "${LOOPBACK}:${MONGODB_PORT}" "$t"; } &
+  jobs+=($!)
+  { stop_redis_nodes && report redis-cluster stopped "${LOOPBACK}:7001-7006" "$t"; } &
+  jobs+=($!)
+  for job in "${jobs[@]}"; do
+    wait "$job"
+  done
+  if [[ "$keep_data" == false ]]; then
+    rm -rf "$STATE_DIR"
+  fi
+  echo "PostgreSQL, MariaDB and RabbitMQ belong to the machine and were left running."
+}
+
+service_status() {
+  if port_open "$1"; then echo up; else echo down; fi
+}
+
+cmd_status() {
+  load_passwords
+  report vault "$(vault_healthy && echo up || echo down)" "$VAULT_ADDR_LOCAL"
+  report postgres "$(service_status "$POSTGRES_PORT")" "${LOOPBACK}:${POSTGRES_PORT}"
+  report mysql "$(service_status "$MYSQL_PORT")" "${LOOPBACK}:${MYSQL_PORT}"
+  report mongodb "$(service_status "$MONGODB_PORT")" "${LOOPBACK}:${MONGODB_PORT}"
+  if [[ -n "${PASSWORD[redis]:-}" ]]; then
+    report redis-cluster "$(redis_cluster_status)" "${LOOPBACK}:7001-7006"
+  else
+    report redis-cluster "down (no devstack state)" "${LOOPBACK}:7001-7006"
+  fi
+  report rabbitmq "$(service_status "$RABBITMQ_PORT")" "${LOOPBACK}:${RABBITMQ_PORT}"
+}
+
+cmd_env() {
+  local nodes
+  nodes=$(printf "${LOOPBACK}:%s," "${REDIS_CLUSTER_PORTS[@]:0:3}")
+  cat <<EOF
+export COLIMA_BACKEND=live
+export VAULT_ADDR=${VAULT_ADDR_LOCAL}
+export VAULT_TOKEN=${VAULT_DEV_TOKEN}
+export POSTGRES_HOST=${LOOPBACK}
+export POSTGRES_PORT=${POSTGRES_PORT}
+export MYSQL_HOST=${LOOPBACK}
+export MYSQL_PORT=${MYSQL_PORT}
+export MONGODB_HOST=${LOOPBACK}
+export MONGODB_PORT=${MONGODB_PORT}
+export REDIS_HOST=${LOOPBACK}
+export REDIS_PORT=${REDIS_CLUSTER_PORTS[0]}
+export REDIS_NODES=${nodes%,}
+export RABBITMQ_HOST=${LOOPBACK}
+export RABBITMQ_PORT=${RABBITMQ_PORT}
+EOF
+}
+
+main() {
+  case "${1:-}" in
+    up) cmd_up ;;
+    down) cmd_down "${@:2}" ;;
+    status) cmd_status ;;
+    env) cmd_env ;;
+    *) usage; exit 2 ;;
+  esac
+}
+
+main "$@"
