@@ -1,5 +1,7 @@
 """Create or re-password the devstack's MongoDB users and collections (idempotent).
 
+root (role root) lives in `admin`; dev_admin (dbOwner) lives in `dev_database`.
+
 Run by scripts/devstack/mongodb.sh with the project's venv Python. Passwords come from the
 environment (DEVSTACK_MONGODB_PASSWORD, DEVSTACK_MONGODB_ROOT_PASSWORD), never from argv, so `ps`
 does not show them.
@@ -30,12 +32,12 @@ Document = dict[str, object]
 
 
 def ensure_user(
-    admin_db: Database[Document], name: str, password: str, roles: list[dict[str, str]]
+    database: Database[Document], name: str, password: str, roles: list[dict[str, str]]
 ) -> None:
-    """Create the user in `admin`, or set its password and roles when it already exists."""
-    found = admin_db.command("usersInfo", name)["users"]
+    """Create the user in `database`, or set its password and roles when it already exists."""
+    found = database.command("usersInfo", name)["users"]
     verb = "updateUser" if found else "createUser"
-    admin_db.command(verb, name, pwd=password, roles=roles)
+    database.command(verb, name, pwd=password, roles=roles)
 
 
 def ensure_collections(client: MongoClient[Document]) -> None:
@@ -55,7 +57,7 @@ def dev_account_in_place(port: int, password: str) -> bool:
         serverSelectionTimeoutMS=5000,
         username=DEV_USER,
         password=password,
-        authSource="admin",
+        authSource=DEV_DATABASE,
     )
     try:
         return set(COLLECTIONS) <= set(client[DEV_DATABASE].list_collection_names())
@@ -79,10 +81,12 @@ def main(port: int, mode: str) -> int:
     try:
         if mode == "apply" and dev_account_in_place(port, dev_password):
             return 0
-        admin_db = client.admin
         if mode == "bootstrap":
-            ensure_user(admin_db, ROOT_USER, root_password, [{"role": "root", "db": "admin"}])
-        ensure_user(admin_db, DEV_USER, dev_password, [{"role": "dbOwner", "db": DEV_DATABASE}])
+            ensure_user(client.admin, ROOT_USER, root_password, [{"role": "root", "db": "admin"}])
+        # dev_admin lives in dev_database, so the secret's `database` is also its authSource
+        # (pymongo's default for mongodb://user:pass@host:port/dev_database).
+        dev_roles = [{"role": "dbOwner", "db": DEV_DATABASE}]
+        ensure_user(client[DEV_DATABASE], DEV_USER, dev_password, dev_roles)
         ensure_collections(client)
     except OperationFailure as exc:
         if exc.code == AUTH_FAILED:
