@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from colima_ref.domain.errors import BaseAPIException
-from colima_ref.settings import ENVIRONMENT, Endpoint, Settings, SettingsError
+from colima_ref.settings import ENVIRONMENT, Endpoint, RedisSettings, Settings, SettingsError
 
 PORT_VARIABLES = ["POSTGRES_PORT", "MYSQL_PORT", "MONGODB_PORT", "REDIS_PORT", "RABBITMQ_PORT"]
 HOST_VARIABLES = ["POSTGRES_HOST", "MYSQL_HOST", "MONGODB_HOST", "REDIS_HOST", "RABBITMQ_HOST"]
@@ -51,7 +51,7 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
     assert settings.postgres == Endpoint("127.0.0.1", 5432)
     assert settings.mysql == Endpoint("127.0.0.1", 3306)
     assert settings.mongodb == Endpoint("127.0.0.1", 27017)
-    assert (settings.redis.host, settings.redis.port, settings.redis.nodes) == ("127.0.0.1", 6379, ())
+    assert settings.redis == RedisSettings("127.0.0.1", 6379, nodes=())
     assert settings.rabbitmq == Endpoint("127.0.0.1", 5672)
 
 
@@ -210,7 +210,11 @@ def test_debug_accepts_the_usual_spellings_in_any_case(value: str, expected: boo
         ({}, "memory", "default"),
         ({"VAULT_ADDR": ""}, "memory", "default"),
         ({"VAULT_ADDR": "http://vault:8200"}, "live", "VAULT_ADDR set"),
-        ({"VAULT_ADDR": "http://vault:8200", "COLIMA_BACKEND": "memory"}, "memory", "COLIMA_BACKEND"),
+        (
+            {"VAULT_ADDR": "http://vault:8200", "COLIMA_BACKEND": "memory"},
+            "memory",
+            "COLIMA_BACKEND",
+        ),
         ({"COLIMA_BACKEND": "LIVE"}, "live", "COLIMA_BACKEND"),
         ({"COLIMA_BACKEND": "", "VAULT_ADDR": "http://vault:8200"}, "live", "VAULT_ADDR set"),
     ],
