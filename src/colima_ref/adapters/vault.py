@@ -1,0 +1,311 @@
+"""VaultSecretStore: KV v2 secrets from Vault or OpenBao through hvac.
+
+hvac is synchronous (requests), so every request runs in a worker thread on one long-lived
+client whose requests.Session keeps its connections. The token is only ever assigned on the
+event-loop thread, and assigning an attribute is atomic, so worker threads never see half a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, Final, TypeVar
+
+import attrs
+import hvac
+import hvac.exceptions
+import requests
+import structlog
+
+from colima_ref.domain.errors import (
+    ConfigurationError,
+    ResourceNotFoundError,
+    VaultUnavailableError,
+)
+from colima_ref.domain.models import Secret, ServiceHealth
+
+T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
+
+PERMISSION_DENIED: Final = "permission denied"
+# Renew when two thirds of a lease are gone: a renewal that fails once still has time to be retried.
+RENEW_AT: Final = 2 / 3
+
+
+@attrs.frozen
+class TokenAuth:
+    """Authenticate with one fixed token (VAULT_TOKEN). A refused token is never replaced."""
+
+    token: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class AppRoleAuth:
+    """Log in with AppRole, and log in again whenever the token expires or is refused."""
+
+    role_id: str = attrs.field(repr=False)
+    secret_id: str = attrs.field(repr=False)
+    mount: str = "approle"
+
+
+VaultAuth = TokenAuth | AppRoleAuth
+
+
+def auth_from(
+    *,
+    token: str | None = None,
+    role_id: str | None = None,
+    secret_id: str | None = None,
+    approle_mount: str = "approle",
+) -> VaultAuth:
+    """The one auth method the arguments name; empty strings count as absent.
+
+    Raises ConfigurationError unless exactly one of a token or a role_id + secret_id pair is given:
+    choosing between them is the operator's decision, never a silent fallback.
+    """
+    approle_given = bool(role_id) or bool(secret_id)
+    if token and approle_given:
+        raise ConfigurationError(
+            "Give Vault either a token or an AppRole role_id and secret_id, not both",
+            {"service": "vault"},
+        )
+    if token:
+        return TokenAuth(token)
+    if role_id and secret_id:
+        return AppRoleAuth(role_id, secret_id, approle_mount)
+    if approle_given:
+        raise ConfigurationError(
+            "Vault AppRole needs both a role_id and a secret_id", {"service": "vault"}
+        )
+    raise ConfigurationError(
+        "Vault needs a token or an AppRole role_id and secret_id", {"service": "vault"}
+    )
+
+
+@attrs.frozen
+class _Lease:
+    ttl: int
+    renewable: bool
+    increment: int
+    generation: int
+    # A renewal that granted less than it asked for hit the token's max TTL: renewing is over.
+    final: bool = False
+
+
+@attrs.define
+class VaultSecretStore:
+    """A SecretStore and HealthProbe over a KV v2 mount.
+
+    ``read`` raises ResourceNotFoundError for a missing or deleted path, and VaultUnavailableError
+    when Vault is down, sealed, times out or refuses our token (``details["reason"]`` says which).
+    With AppRole, a refused call logs in again (one login for all concurrent callers) and is
+    retried once. Build it with ``open``, which also keeps the token renewed in the background.
+    """
+
+    _client: hvac.Client = attrs.field(alias="client", repr=False)
+    _auth: VaultAuth = attrs.field(alias="auth")
+    mount: str = "secret"
+    prefix: str = ""
+    retry_interval: float = 5.0
+    _generation: int = attrs.field(default=0, init=False)
+    _login_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
+    _renewal: asyncio.Task[None] | None = attrs.field(default=None, init=False, repr=False)
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        *,
+        addr: str,
+        token: str | None = None,
+        role_id: str | None = None,
+        secret_id: str | None = None,
+        mount: str = "secret",
+        prefix: str = "",
+        request_timeout: float = 2.0,
+        approle_mount: str = "approle",
+        retry_interval: float = 5.0,
+    ) -> AsyncIterator[VaultSecretStore]:
+        """A store on one hvac client, renewing its token until the block exits.
+
+        ``request_timeout`` bounds every request (connect and each read), in seconds.
+
+        Makes no request before yielding, so it succeeds while Vault is down. Raises
+        ConfigurationError when the auth arguments do not name exactly one method.
+        """
+        auth = auth_from(
+            token=token, role_id=role_id, secret_id=secret_id, approle_mount=approle_mount
+        )
+        # An explicit "" stops hvac from reading VAULT_TOKEN behind an AppRole configuration.
+        client_token = auth.token if isinstance(auth, TokenAuth) else ""
+        client = hvac.Client(url=addr, token=client_token, timeout=request_timeout)
+        store = cls(client, auth, mount=mount, prefix=prefix, retry_interval=retry_interval)
+        store._renewal = asyncio.create_task(store._keep_token_alive(), name="vault-token")
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    async def close(self) -> None:
+        """Stop renewing the token and close the HTTP session."""
+        if self._renewal is not None:
+            self._renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewal
+            self._renewal = None
+        self._client.adapter.close()
+
+    async def read(self, path: str) -> Secret:
+        """The latest version of the secret at ``path`` (under the prefix), every value as text."""
+        full_path = f"{self.prefix.strip('/')}/{path}" if self.prefix.strip("/") else path
+        response = await self._authenticated(
+            lambda: self._client.secrets.kv.v2.read_secret_version(
+                path=full_path, mount_point=self.mount, raise_on_deleted_version=True
+            ),
+            path=path,
+        )
+        data = response["data"]["data"]
+        return Secret(path=path, data={str(key): str(value) for key, value in data.items()})
+
+    async def check(self) -> ServiceHealth:
+        """Vault's /sys/health; sealed or uninitialised is unhealthy.
+
+        Raises VaultUnavailableError when Vault cannot be reached in time.
+        """
+        status = await self._call(
+            lambda: self._client.sys.read_health_status(
+                method="GET", sealed_code=200, standby_code=200, uninit_code=200
+            )
+        )
+        details = {key: bool(status[key]) for key in ("initialized", "sealed", "standby")}
+        error = None
+        if not details["initialized"]:
+            error = "Vault is not initialised"
+        elif details["sealed"]:
+            error = "Vault is sealed"
+        return ServiceHealth(
+            healthy=error is None,
+            info={"details": details, "version": status.get("version")},
+            error=error,
+        )
+
+    async def _authenticated(self, request: Callable[[], T], *, path: str | None = None) -> T:
+        if isinstance(self._auth, TokenAuth):
+            return await self._call(request, path=path)
+        generation = self._generation
+        if generation == 0:
+            await self._login(self._auth, generation)
+            generation = self._generation
+        try:
+            return await self._call(request, path=path)
+        except VaultUnavailableError as exc:
+            if exc.details.get("reason") != PERMISSION_DENIED:
+                raise
+        await self._login(self._auth, generation)
+        return await self._call(request, path=path)
+
+    async def _login(self, auth: AppRoleAuth, seen_generation: int) -> None:
+        async with self._login_lock:
+            if self._generation != seen_generation:
+                return  # another caller logged in while this one waited
+            response = await self._call(
+                lambda: self._client.auth.approle.login(
+                    role_id=auth.role_id,
+                    secret_id=auth.secret_id,
+                    use_token=False,
+                    mount_point=auth.mount,
+                )
+            )
+            self._client.token = response["auth"]["client_token"]
+            self._generation += 1
+            log.info("vault.approle.login", generation=self._generation)
+
+    async def _call(self, request: Callable[[], T], *, path: str | None = None) -> T:
+        """The one place a request reaches Vault (a circuit breaker can wrap it)."""
+        with _translated(path):
+            return await asyncio.to_thread(request)
+
+    async def _keep_token_alive(self) -> None:
+        lease: _Lease | None = None
+        while True:
+            try:
+                lease = await self._extend(lease)
+            except VaultUnavailableError as exc:
+                reason = exc.details.get("reason")
+                if reason == PERMISSION_DENIED and isinstance(self._auth, TokenAuth):
+                    log.error("vault.token.refused", action="renewal stopped")
+                    return
+                log.warning("vault.token.refresh_failed", reason=reason)
+                lease = None
+                await asyncio.sleep(self.retry_interval)
+                continue
+            if lease is None:
+                return
+            await asyncio.sleep(lease.ttl * RENEW_AT)
+
+    async def _extend(self, lease: _Lease | None) -> _Lease | None:
+        """The lease after one step of its life: looked up, renewed, or replaced by a login."""
+        if lease is None:
+            return await self._look_up_lease()
+        if lease.renewable and not lease.final and lease.generation == self._generation:
+            response = await self._authenticated(
+                lambda: self._client.auth.token.renew_self(increment=lease.increment)
+            )
+            ttl = int(response["auth"]["lease_duration"])
+            return attrs.evolve(
+                lease,
+                ttl=ttl,
+                renewable=bool(response["auth"]["renewable"]),
+                final=ttl < lease.increment,
+            )
+        if isinstance(self._auth, AppRoleAuth):
+            await self._login(self._auth, lease.generation)
+            return await self._look_up_lease()
+        log.warning("vault.token.expiring", seconds_left=round(lease.ttl * (1 - RENEW_AT)))
+        return None
+
+    async def _look_up_lease(self) -> _Lease | None:
+        response: dict[str, Any] = await self._authenticated(
+            lambda: self._client.auth.token.lookup_self()
+        )
+        data = response["data"]
+        if not data["ttl"]:
+            return None  # root and periodic-less service tokens that never expire
+        return _Lease(
+            ttl=int(data["ttl"]),
+            renewable=bool(data["renewable"]),
+            increment=int(data.get("creation_ttl") or data["ttl"]),
+            generation=self._generation,
+        )
+
+
+def _unavailable(reason: str, exc: BaseException) -> VaultUnavailableError:
+    # Our own words only: hvac's messages repeat Vault's error text, which we do not control.
+    return VaultUnavailableError(
+        f"Vault is unavailable: {reason}",
+        {"reason": reason, "cause": type(exc).__name__},
+        service="vault",
+    )
+
+
+@contextlib.contextmanager
+def _translated(path: str | None) -> Iterator[None]:
+    try:
+        yield
+    except hvac.exceptions.InvalidPath as exc:
+        if path is None:
+            raise _unavailable("not found", exc) from exc
+        raise ResourceNotFoundError(f"No secret at path {path!r}", {"secret_path": path}) from exc
+    except hvac.exceptions.Forbidden as exc:
+        raise _unavailable(PERMISSION_DENIED, exc) from exc
+    except hvac.exceptions.VaultDown as exc:
+        raise _unavailable("sealed", exc) from exc
+    # Before ConnectionError: requests' ConnectTimeout is both.
+    except requests.Timeout as exc:
+        raise _unavailable("timeout", exc) from exc
+    except requests.ConnectionError as exc:
+        raise _unavailable("unreachable", exc) from exc
+    except (hvac.exceptions.VaultError, requests.RequestException) as exc:
+        raise _unavailable("error", exc) from exc
