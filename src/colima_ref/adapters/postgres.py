@@ -1,0 +1,239 @@
+"""PostgreSQL through a psycopg pool, logging in with credentials from the secret store."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, LiteralString, TypeVar
+
+import attrs
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg.types.string import TextLoader
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from colima_ref.adapters.credentials import CredentialSource
+from colima_ref.domain import errors
+from colima_ref.domain.models import QueryResult, ServiceHealth
+
+SERVICE = "postgres"
+TIMESTAMP_QUERY: LiteralString = "SELECT current_timestamp"
+_VERSION_QUERY: LiteralString = "SELECT version()"
+
+# libpq gives a failed login no SQLSTATE (28P01 / 28000), so the server's words are all there is.
+# They assume the server's lc_messages is English, the Debian default.
+_LOGIN_REJECTED = re.compile(
+    r"password authentication failed|role \".*\" does not exist|no pg_hba\.conf entry"
+    r"|is not permitted to log in"
+)
+
+_RECONNECT_WINDOW = 5.0  # seconds
+
+T = TypeVar("T")
+Connection = psycopg.AsyncConnection[TupleRow]
+
+
+class _LoginRejectedError(Exception):
+    """PostgreSQL refused the credentials: worth one more try with freshly read ones."""
+
+
+@attrs.frozen
+class _Pool:
+    """A connection pool and the login it was built with, for a connection past the pool."""
+
+    pool: AsyncConnectionPool[Connection]
+    login: dict[str, Any] = attrs.field(repr=False)
+
+
+@attrs.define
+class PostgresDatabase:
+    """SqlDatabase and HealthProbe on a psycopg ``AsyncConnectionPool``.
+
+    The pool is built on first use with the user, password and database read from ``credentials``
+    at ``secret_path``; host and port are ours. When PostgreSQL refuses that login, the credential
+    is invalidated, read again, the pool rebuilt and the call tried once more, so a rotated
+    password is picked up without a restart. A call that gets no pooled connection within
+    ``connect_timeout`` (the pool is still reconnecting, or busy) connects directly once.
+
+    Every call raises DatabaseConnectionError when PostgreSQL is unreachable or refuses the
+    login, and TimeoutError (504) when it takes
+    longer than ``operation_timeout``. Errors of the secret store (VaultUnavailableError...) pass
+    through, except a missing secret, which is a DatabaseConnectionError.
+    """
+
+    _host: str
+    _port: int
+    _credentials: CredentialSource
+    _secret_path: str = SERVICE
+    _connect_timeout: float = 2.0
+    _operation_timeout: float = 5.0
+    _min_size: int = 1
+    _max_size: int = 10
+    _current: _Pool | None = attrs.field(default=None, init=False)
+    _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        *,
+        host: str,
+        port: int,
+        credentials: CredentialSource,
+        secret_path: str = SERVICE,
+        connect_timeout: float = 2.0,
+        operation_timeout: float = 5.0,
+        min_size: int = 1,
+        max_size: int = 10,
+    ) -> AsyncIterator[PostgresDatabase]:
+        """Yield a database that connects on first use and closes its pool on exit.
+
+        Nothing is read or connected before the first call, so this succeeds while PostgreSQL
+        or the secret store is down.
+        """
+        database = cls(
+            host,
+            port,
+            credentials,
+            secret_path=secret_path,
+            connect_timeout=connect_timeout,
+            operation_timeout=operation_timeout,
+            min_size=min_size,
+            max_size=max_size,
+        )
+        try:
+            yield database
+        finally:
+            await database.close()
+
+    async def current_timestamp(self) -> QueryResult:
+        """The server's ``current_timestamp`` as PostgreSQL writes it, in UTC."""
+        result = await self._run(lambda conn: _first_value_as_text(conn, TIMESTAMP_QUERY))
+        return QueryResult(query=TIMESTAMP_QUERY, result=result)
+
+    async def check(self) -> ServiceHealth:
+        """Healthy with ``version`` ("PostgreSQL 15.20") when a query round-trips."""
+        version = await self._run(lambda conn: _first_value_as_text(conn, _VERSION_QUERY))
+        return ServiceHealth(healthy=True, info={"version": " ".join(version.split()[:2])})
+
+    async def close(self) -> None:
+        """Close the pool and every connection in it. The next call would build a new one."""
+        async with self._lock:
+            if self._current is not None:
+                await self._current.pool.close()
+                self._current = None
+
+    async def _run(self, query: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run ``query`` on a pooled connection: every call to PostgreSQL passes here."""
+        try:
+            async with asyncio.timeout(self._operation_timeout):
+                pool = await self._pool()
+                try:
+                    return await self._attempt(pool, query)
+                except _LoginRejectedError:
+                    pool = await self._pool(rejected=pool)
+                try:
+                    return await self._attempt(pool, query)
+                except _LoginRejectedError as exc:
+                    raise errors.DatabaseConnectionError(
+                        "PostgreSQL refused the credentials from the secret store",
+                        _cause(exc.__cause__),
+                        service=SERVICE,
+                    ) from exc.__cause__
+        except TimeoutError as exc:
+            raise errors.TimeoutError(
+                f"PostgreSQL did not answer within {self._operation_timeout:g} s",
+                {"service": SERVICE},
+            ) from exc
+
+    async def _attempt(self, pool: _Pool, query: Callable[[Connection], Awaitable[T]]) -> T:
+        with _translated():
+            try:
+                async with pool.pool.connection(timeout=self._connect_timeout) as conn:
+                    return await query(conn)
+            except (PoolTimeout, PoolClosed):
+                # The pool never says why it has no connection (down? login refused? all busy?
+                # replaced meanwhile?): one direct connection either serves the call or raises why.
+                async with await psycopg.AsyncConnection.connect(**pool.login) as conn:
+                    return await query(conn)
+
+    async def _pool(self, rejected: _Pool | None = None) -> _Pool:
+        """The current pool, built if need be; a new one if ``rejected`` is still current."""
+        async with self._lock:
+            if rejected is not None and self._current is rejected:
+                self._current = None
+                self._credentials.invalidate(self._secret_path)
+                await rejected.pool.close()
+            if self._current is None:
+                self._current = await self._build()
+            return self._current
+
+    async def _build(self) -> _Pool:
+        try:
+            secret = await self._credentials.get(self._secret_path)
+        except errors.ResourceNotFoundError as exc:
+            raise errors.DatabaseConnectionError(
+                "The secret store holds no PostgreSQL credentials",
+                {"secret_path": self._secret_path},
+                service=SERVICE,
+            ) from exc
+        login: dict[str, Any] = {
+            "host": self._host,
+            "port": self._port,
+            "user": secret.data.get("user", ""),
+            "password": secret.data.get("password", ""),
+            "dbname": secret.data.get("database", ""),
+            # libpq counts whole seconds.
+            "connect_timeout": max(1, math.ceil(self._connect_timeout)),
+            "autocommit": True,
+            "options": "-c TimeZone=UTC",
+        }
+        pool = AsyncConnectionPool[Connection](
+            kwargs=login,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            timeout=self._connect_timeout,
+            name=SERVICE,
+            # The pool pauses longer after each failed reconnection, up to this window (5 min by
+            # default); a short one keeps recovery within seconds of the server's return.
+            reconnect_timeout=_RECONNECT_WINDOW,
+            # Hands out no connection that died with a server restart.
+            check=AsyncConnectionPool.check_connection,
+            open=False,
+        )
+        # Not waiting: the pool keeps connecting in the background while PostgreSQL is down.
+        await pool.open(wait=False)
+        return _Pool(pool, login)
+
+
+async def _first_value_as_text(conn: Connection, sql: LiteralString) -> str:
+    cursor = conn.cursor()
+    # Keep the server's own text for timestamps: the contract shows them as psql does.
+    cursor.adapters.register_loader("timestamptz", TextLoader)
+    await cursor.execute(sql)
+    [(value,)] = await cursor.fetchall()
+    return str(value)
+
+
+def _cause(exc: BaseException | None) -> dict[str, str]:
+    return {"cause": type(exc).__name__} if exc is not None else {}
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Turn psycopg's errors into ours. Our messages only: the driver's may quote the server."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        if exc.sqlstate in {"28P01", "28000"} or _LOGIN_REJECTED.search(str(exc)):
+            raise _LoginRejectedError from exc
+        raise errors.DatabaseConnectionError(
+            "PostgreSQL is unreachable", _cause(exc), service=SERVICE
+        ) from exc
+    except psycopg.Error as exc:
+        raise errors.DatabaseConnectionError(
+            "PostgreSQL failed the query", _cause(exc), service=SERVICE
+        ) from exc
