@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import pytest
 
 from colima_ref.adapters import memory
+from colima_ref.adapters.vault import VaultSecretStore
 from colima_ref.domain.errors import ServiceUnavailableError
 from colima_ref.domain.errors import TimeoutError as OperationTimeoutError
 from colima_ref.ports.cache import Cache
@@ -45,7 +46,18 @@ def _memory_probe(service: str) -> Opener:
     return _memory(lambda: memory.services().probes[service])
 
 
+@asynccontextmanager
+async def _vault_secret_store() -> AsyncIterator[VaultSecretStore]:
+    addr = os.environ.get("VAULT_ADDR", "http://127.0.0.1:8200")
+    async with VaultSecretStore.open(
+        addr=addr, token=os.environ.get("VAULT_TOKEN", "root")
+    ) as store:
+        await require_reachable("vault", store)
+        yield store
+
+
 OPENERS: dict[tuple[type[Any], str], Opener] = {
+    (SecretStore, "vault"): _vault_secret_store,
     (SecretStore, "memory"): _memory(memory.InMemorySecretStore),
     (SqlDatabase, "memory:postgres"): _memory(lambda: memory.InMemorySqlDatabase("PostgreSQL")),
     (SqlDatabase, "memory:mysql"): _memory(lambda: memory.InMemorySqlDatabase("MySQL")),

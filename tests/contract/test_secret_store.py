@@ -12,7 +12,7 @@ from colima_ref.ports.secrets import SecretStore
 from .conftest import open_adapter
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", pytest.param("vault", marks=pytest.mark.vault)])
 async def secret_store(request: pytest.FixtureRequest) -> AsyncIterator[SecretStore]:
     async with open_adapter(SecretStore, request.param) as store:
         yield store
