@@ -9,7 +9,7 @@ class SecretStore(Protocol):
     """Credentials by path (``postgres``, ``redis-1``...).
 
     Raises ResourceNotFoundError for a path that holds no secret, VaultUnavailableError when the
-    store is down, sealed or refuses our token, TimeoutError when it does not answer in time.
+    store is down, sealed, refuses our token or does not answer in time (see ``details.reason``).
     """
 
     async def read(self, path: str) -> Secret: ...
