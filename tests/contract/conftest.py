@@ -18,6 +18,9 @@ from typing import Any, NoReturn
 import pytest
 
 from colima_ref.adapters import memory
+from colima_ref.adapters.credentials import CredentialSource
+from colima_ref.adapters.mysql import MySqlDatabase
+from colima_ref.adapters.postgres import PostgresDatabase
 from colima_ref.adapters.vault import VaultSecretStore
 from colima_ref.domain.errors import ServiceUnavailableError
 from colima_ref.domain.errors import TimeoutError as OperationTimeoutError
@@ -56,8 +59,43 @@ async def _vault_secret_store() -> AsyncIterator[VaultSecretStore]:
         yield store
 
 
+def _vault_backed(
+    service: str, open_live: Callable[[CredentialSource], AbstractAsyncContextManager[Any]]
+) -> Opener:
+    """An opener for an adapter logging in with the devstack's credentials from Vault."""
+
+    @asynccontextmanager
+    async def open_vault_backed() -> AsyncIterator[Any]:
+        async with _vault_secret_store() as store, open_live(CredentialSource(store)) as adapter:
+            await require_reachable(service, adapter)
+            yield adapter
+
+    return open_vault_backed
+
+
+_postgres = _vault_backed(
+    "postgres",
+    lambda credentials: PostgresDatabase.open(
+        host=os.environ.get("POSTGRES_HOST", "127.0.0.1"),
+        port=int(os.environ.get("POSTGRES_PORT", "5432")),
+        credentials=credentials,
+    ),
+)
+_mysql = _vault_backed(
+    "mysql",
+    lambda credentials: MySqlDatabase.open(
+        host=os.environ.get("MYSQL_HOST", "127.0.0.1"),
+        port=int(os.environ.get("MYSQL_PORT", "3306")),
+        credentials=credentials,
+    ),
+)
+
 OPENERS: dict[tuple[type[Any], str], Opener] = {
     (SecretStore, "vault"): _vault_secret_store,
+    (SqlDatabase, "postgres"): _postgres,
+    (HealthProbe, "postgres"): _postgres,
+    (SqlDatabase, "mysql"): _mysql,
+    (HealthProbe, "mysql"): _mysql,
     (SecretStore, "memory"): _memory(memory.InMemorySecretStore),
     (SqlDatabase, "memory:postgres"): _memory(lambda: memory.InMemorySqlDatabase("PostgreSQL")),
     (SqlDatabase, "memory:mysql"): _memory(lambda: memory.InMemorySqlDatabase("MySQL")),

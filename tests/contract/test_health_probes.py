@@ -21,7 +21,13 @@ INFO_KEYS = {
 }
 
 
-@pytest.fixture(params=[f"memory:{name}" for name in SERVICE_NAMES])
+@pytest.fixture(
+    params=[
+        *(f"memory:{name}" for name in SERVICE_NAMES),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
 def probe_backend(request: pytest.FixtureRequest) -> str:
     backend: str = request.param
     return backend

@@ -14,7 +14,14 @@ from .conftest import open_adapter, service_of
 TEST_QUERY = {"postgres": "SELECT current_timestamp", "mysql": "SELECT NOW()"}
 
 
-@pytest.fixture(params=["memory:postgres", "memory:mysql"])
+@pytest.fixture(
+    params=[
+        "memory:postgres",
+        "memory:mysql",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
 def sql_backend(request: pytest.FixtureRequest) -> str:
     backend: str = request.param
     return backend
