@@ -15,19 +15,22 @@ import secrets
 import socket
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import asyncmy
 import attrs
+import hvac
 import pytest
+import requests
 from asyncmy.errors import MySQLError
 
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore
 from colima_ref.adapters.mysql import MySqlDatabase
+from colima_ref.adapters.vault import VaultSecretStore
 from colima_ref.domain.errors import DatabaseConnectionError, VaultUnavailableError
 from colima_ref.domain.errors import TimeoutError as OperationTimeoutError
 from colima_ref.domain.models import Secret
@@ -36,6 +39,8 @@ pytestmark = [pytest.mark.mysql, pytest.mark.integration]
 
 PORT = int(os.environ.get("MYSQL_PORT", "3306"))
 CONNECT_TIMEOUT = 1.0
+VAULT_ADDR = os.environ.get("VAULT_ADDR", "http://127.0.0.1:8200")
+VAULT_TOKEN = os.environ.get("VAULT_TOKEN", "root")
 ACCESS_DENIED = 1045
 
 
@@ -196,6 +201,25 @@ async def relay() -> AsyncIterator[Relay]:
         await opened.stop()
 
 
+@pytest.fixture
+def vault_path() -> Iterator[tuple[hvac.Client, str]]:
+    """A fresh KV v2 path in the devstack's Vault, deleted with all its versions afterwards."""
+    client = hvac.Client(url=VAULT_ADDR, token=VAULT_TOKEN, timeout=2)
+    try:
+        client.sys.read_health_status(method="GET")
+    except requests.RequestException as exc:
+        reason = f"vault is unreachable ({type(exc).__name__})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}. CI=true requires every service", pytrace=False)
+        pytest.skip(reason)
+    path = f"colima-test-mysql-{secrets.token_hex(4)}"
+    try:
+        yield client, path
+    finally:
+        client.secrets.kv.v2.delete_metadata_and_all_versions(path=path, mount_point="secret")
+        client.adapter.close()
+
+
 def credentials_for(secret: dict[str, str]) -> CredentialSource:
     return CredentialSource(InMemorySecretStore(secrets={"mysql": secret}))
 
@@ -269,6 +293,34 @@ async def test_a_password_rotated_in_the_server_and_the_store_is_used_by_the_nex
     assert still_cached == account.password
     assert await refuses(account, account.password)
     assert (await credentials.get("mysql")).data["password"] == rotated
+
+
+@pytest.mark.vault
+async def test_a_password_rotated_in_the_server_and_in_vault_is_used_by_the_next_call(
+    account: Account, vault_path: tuple[hvac.Client, str]
+) -> None:
+    client, path = vault_path
+    kv = client.secrets.kv.v2
+    kv.create_or_update_secret(path=path, secret=account.secret(), mount_point="secret")
+    rotated = secrets.token_urlsafe(18)
+    async with (
+        VaultSecretStore.open(addr=VAULT_ADDR, token=VAULT_TOKEN) as store,
+        MySqlDatabase.open(
+            host="127.0.0.1",
+            port=PORT,
+            credentials=CredentialSource(store),
+            secret_path=path,
+            connect_timeout=CONNECT_TIMEOUT,
+        ) as database,
+    ):
+        await database.current_timestamp()
+        await rotate(account, rotated)
+        kv.create_or_update_secret(path=path, secret=account.secret(rotated), mount_point="secret")
+
+        result = await database.current_timestamp()
+
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", result.result)
+    assert await refuses(account, account.password)
 
 
 async def test_a_refused_password_is_read_again_once_then_reported_without_the_password(

@@ -25,13 +25,16 @@ from pathlib import Path
 from typing import NoReturn
 
 import attrs
+import hvac
 import psycopg
 import pytest
+import requests
 from psycopg import sql
 
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore
 from colima_ref.adapters.postgres import PostgresDatabase
+from colima_ref.adapters.vault import VaultSecretStore
 from colima_ref.domain.errors import (
     DatabaseConnectionError,
     VaultUnavailableError,
@@ -44,6 +47,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.integration]
 SHARED_PORT = int(os.environ.get("POSTGRES_PORT", "5432"))
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 CONNECT_TIMEOUT = 1.0
+VAULT_ADDR = os.environ.get("VAULT_ADDR", "http://127.0.0.1:8200")
+VAULT_TOKEN = os.environ.get("VAULT_TOKEN", "root")
 
 
 def unreachable(detail: str) -> NoReturn:
@@ -249,6 +254,25 @@ async def private_account(private_server: PrivateServer) -> AsyncIterator[Accoun
         yield created
 
 
+@pytest.fixture
+def vault_path() -> Iterator[tuple[hvac.Client, str]]:
+    """A fresh KV v2 path in the devstack's Vault, deleted with all its versions afterwards."""
+    client = hvac.Client(url=VAULT_ADDR, token=VAULT_TOKEN, timeout=2)
+    try:
+        client.sys.read_health_status(method="GET")
+    except requests.RequestException as exc:
+        reason = f"vault is unreachable ({type(exc).__name__})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}. CI=true requires every service", pytrace=False)
+        pytest.skip(reason)
+    path = f"colima-test-postgres-{secrets.token_hex(4)}"
+    try:
+        yield client, path
+    finally:
+        client.secrets.kv.v2.delete_metadata_and_all_versions(path=path, mount_point="secret")
+        client.adapter.close()
+
+
 def credentials_for(secret: dict[str, str]) -> CredentialSource:
     return CredentialSource(InMemorySecretStore(secrets={"postgres": secret}))
 
@@ -324,6 +348,38 @@ async def test_a_password_rotated_in_the_server_and_the_store_is_used_by_the_nex
     assert still_cached == private_account.password
     assert await private_server.refuses(private_account, private_account.password)
     assert (await credentials.get("postgres")).data["password"] == rotated
+
+
+@pytest.mark.vault
+async def test_a_password_rotated_in_the_server_and_in_vault_is_used_by_the_next_call(
+    private_server: PrivateServer,
+    private_account: Account,
+    vault_path: tuple[hvac.Client, str],
+) -> None:
+    client, path = vault_path
+    kv = client.secrets.kv.v2
+    kv.create_or_update_secret(path=path, secret=private_account.secret(), mount_point="secret")
+    rotated = secrets.token_urlsafe(18)
+    async with (
+        VaultSecretStore.open(addr=VAULT_ADDR, token=VAULT_TOKEN) as store,
+        PostgresDatabase.open(
+            host="127.0.0.1",
+            port=private_server.port,
+            credentials=CredentialSource(store),
+            secret_path=path,
+            connect_timeout=CONNECT_TIMEOUT,
+        ) as database,
+    ):
+        await database.current_timestamp()
+        await private_server.rotate(private_account, rotated)
+        kv.create_or_update_secret(
+            path=path, secret=private_account.secret(rotated), mount_point="secret"
+        )
+
+        result = await database.current_timestamp()
+
+    assert result.result.endswith("+00")
+    assert await private_server.refuses(private_account, private_account.password)
 
 
 async def test_a_refused_password_is_read_again_once_then_reported_without_the_password(
