@@ -7,18 +7,22 @@ malformed value raises `SettingsError`, whose message is one line naming the var
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 import attrs
+import limits
 
 from colima_ref.ports.services import Backend
 
 DEFAULT_APP_NAME = "Colima Services Reference API"
 DEFAULT_CORS_ORIGINS = ("http://localhost:3000", "http://localhost:8000", "http://localhost:8080")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+RATE_LIMIT_STRATEGIES = ("moving-window", "fixed-window", "sliding-window-counter")
+_RATE_LIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+cluster")
 
 _PORT = re.compile(r"[0-9]{1,5}")
 _TRUE = frozenset({"true", "1", "yes"})
@@ -75,6 +79,15 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("REDIS_NODES", "(empty)", "Redis Cluster seeds host:port[,host:port...]"),
     EnvVar("RABBITMQ_HOST", "127.0.0.1", "RabbitMQ host"),
     EnvVar("RABBITMQ_PORT", "5672", "RabbitMQ port"),
+    EnvVar("RATE_LIMIT_ENABLED", "true", "true/false; per client IP and route"),
+    EnvVar("RATE_LIMIT_DEFAULT", "100/minute", "limit of every route without its own"),
+    EnvVar("RATE_LIMIT_HEALTH", "200/minute", "limit of each /health route"),
+    EnvVar("RATE_LIMIT_METRICS", "1000/minute", "limit of /metrics"),
+    EnvVar("RATE_LIMIT_STORAGE_URL", "memory://", "memory://, redis://... or redis+cluster://..."),
+    EnvVar("RATE_LIMIT_STRATEGY", "moving-window", "/".join(RATE_LIMIT_STRATEGIES)),
+    EnvVar("RATE_LIMIT_KEY_PREFIX", "colima_ref", "prefix of the limiter's keys in its storage"),
+    EnvVar("TRUSTED_PROXIES", "(empty)", "CIDRs whose X-Forwarded-For is believed"),
+    EnvVar("RESPONSE_CACHE_ENABLED", "true", "true/false; caches secret and /health/all bodies"),
 )
 
 
@@ -105,6 +118,19 @@ class RedisSettings:
 
 
 @attrs.frozen
+class RateLimitSettings:
+    """Limits as ``limits`` strings (``100/minute``), checked by `Settings.from_env`."""
+
+    enabled: bool = True
+    default: str = "100/minute"
+    health: str = "200/minute"
+    metrics: str = "1000/minute"
+    storage_url: str = attrs.field(default="memory://", repr=False)
+    strategy: str = "moving-window"
+    key_prefix: str = "colima_ref"
+
+
+@attrs.frozen
 class Settings:
     """Everything the process is configured with. Built by `from_env`; never read from globals."""
 
@@ -120,6 +146,9 @@ class Settings:
     mongodb: Endpoint = Endpoint("127.0.0.1", 27017)
     redis: RedisSettings = RedisSettings("127.0.0.1", 6379)
     rabbitmq: Endpoint = Endpoint("127.0.0.1", 5672)
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    response_cache_enabled: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -150,6 +179,19 @@ class Settings:
                 nodes=read("REDIS_NODES", _parse_nodes, ()),
             ),
             rabbitmq=read.endpoint("RABBITMQ", 5672),
+            rate_limit=RateLimitSettings(
+                enabled=read("RATE_LIMIT_ENABLED", _parse_bool, True),
+                default=read("RATE_LIMIT_DEFAULT", _parse_limit, "100/minute"),
+                health=read("RATE_LIMIT_HEALTH", _parse_limit, "200/minute"),
+                metrics=read("RATE_LIMIT_METRICS", _parse_limit, "1000/minute"),
+                # The URL may carry a Redis password, so a malformed one is never echoed.
+                storage_url=read.secret("RATE_LIMIT_STORAGE_URL", _parse_storage_url)
+                or "memory://",
+                strategy=read("RATE_LIMIT_STRATEGY", _parse_strategy, "moving-window"),
+                key_prefix=read("RATE_LIMIT_KEY_PREFIX", _parse_key_prefix, "colima_ref"),
+            ),
+            trusted_proxies=read("TRUSTED_PROXIES", _parse_networks, ()),
+            response_cache_enabled=read("RESPONSE_CACHE_ENABLED", _parse_bool, True),
         )
 
 
@@ -288,3 +330,41 @@ def _parse_node(item: str) -> tuple[str, int]:
         return _parse_host(host), _parse_port(port)
     except _MalformedError:
         raise _MalformedError(expected) from None
+
+
+def _parse_limit(value: str) -> str:
+    expected = "a rate limit such as 100/minute or 10 per second"
+    try:
+        item = limits.parse(value)
+    except ValueError:
+        raise _MalformedError(expected) from None
+    if item.amount < 1:
+        raise _MalformedError(expected)
+    return value
+
+
+def _parse_storage_url(value: str) -> str:
+    scheme, sep, _ = value.partition("://")
+    if not sep or scheme.lower() not in _RATE_LIMIT_SCHEMES:
+        raise _MalformedError("memory://, redis://host:port/db or redis+cluster://host:port,...")
+    return value
+
+
+def _parse_strategy(value: str) -> str:
+    lowered = value.lower()
+    if lowered not in RATE_LIMIT_STRATEGIES:
+        raise _MalformedError("one of " + "/".join(RATE_LIMIT_STRATEGIES))
+    return lowered
+
+
+def _parse_key_prefix(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", value):
+        raise _MalformedError("1-64 characters of letters, digits, _ . : -")
+    return value
+
+
+def _parse_networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in value.split(","))
+    except ValueError:
+        raise _MalformedError("a comma-separated list of CIDRs such as 10.0.0.0/8,::1") from None

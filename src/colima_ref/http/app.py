@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 
 from colima_ref.http import docs
 from colima_ref.http.errors import exception_handlers
+from colima_ref.http.middleware.rate_limit import RateLimitMiddleware
 from colima_ref.http.middleware.request_context import RequestContextMiddleware
 from colima_ref.http.routes import cache, database, health, messaging, redis, root, vault
 from colima_ref.ports.services import Services
@@ -43,7 +44,16 @@ def _middleware(settings: Settings) -> list[Middleware]:
     Metrics (issue 5) and rate limits, request validation and CORS (issue 4) slot in here,
     after the request context so their lines and error bodies carry the request id.
     """
-    return [Middleware(RequestContextMiddleware)]
+    stack = [Middleware(RequestContextMiddleware)]
+    if settings.rate_limit.enabled:
+        stack.append(
+            Middleware(
+                RateLimitMiddleware,
+                settings=settings.rate_limit,
+                trusted_proxies=settings.trusted_proxies,
+            )
+        )
+    return stack
 
 
 def _routes() -> list[BaseRoute]:
