@@ -45,7 +45,17 @@ from colima_ref.domain.models import Secret
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
 
 SHARED_PORT = int(os.environ.get("POSTGRES_PORT", "5432"))
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def newest_server_binaries() -> Path:
+    """Debian's layout, /usr/lib/postgresql/<major>/bin; PG_BIN names another place."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda bin_dir: int(bin_dir.parent.name)
+    )
+    return found[-1] if found else Path("/usr/lib/postgresql/bin")
+
+
+PG_BIN = Path(os.environ.get("PG_BIN") or newest_server_binaries())
 CONNECT_TIMEOUT = 1.0
 VAULT_ADDR = os.environ.get("VAULT_ADDR", "http://127.0.0.1:8200")
 VAULT_TOKEN = os.environ.get("VAULT_TOKEN", "root")
