@@ -15,6 +15,7 @@ from colima_ref.http import docs
 from colima_ref.http.errors import exception_handlers
 from colima_ref.http.middleware.rate_limit import RateLimitMiddleware
 from colima_ref.http.middleware.request_context import RequestContextMiddleware
+from colima_ref.http.middleware.request_validation import RequestValidationMiddleware
 from colima_ref.http.routes import cache, database, health, messaging, redis, root, vault
 from colima_ref.ports.services import Services
 from colima_ref.settings import Settings
@@ -53,6 +54,7 @@ def _middleware(settings: Settings) -> list[Middleware]:
                 trusted_proxies=settings.trusted_proxies,
             )
         )
+    stack.append(Middleware(RequestValidationMiddleware))
     return stack
 
 

@@ -1,0 +1,148 @@
+"""Body size and Content-Type rules, enforced before routing."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from colima_ref.http.errors import error_name, error_response
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+ALLOWED_MEDIA_TYPES = frozenset(
+    {
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        "text/plain",
+    }
+)
+EXEMPT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+EXEMPT_PATHS = frozenset({"/metrics", "/docs", "/redoc", "/openapi.json"})
+EXEMPT_PREFIXES = ("/health/",)
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class _BodyTooLargeError(HTTPException):
+    """Raised inside the app's ``receive``, so Starlette's handler writes the uniform 413 body
+    before its 500 handler could claim the response."""
+
+    def __init__(self, max_body_bytes: int) -> None:
+        super().__init__(
+            413,
+            f"Request body exceeds {max_body_bytes} bytes",
+            # The rest of the body is never read, so the connection cannot be reused.
+            headers={"Connection": "close"},
+        )
+
+
+def _headers_of(scope: Scope) -> dict[bytes, bytes]:
+    return {name: value for name, value in scope["headers"]}
+
+
+def _content_length(headers: dict[bytes, bytes]) -> int | None:
+    raw = headers.get(b"content-length")
+    if raw is None or not raw.isdigit():
+        return None
+    return int(raw)
+
+
+class RequestValidationMiddleware:
+    """413 for a body over ``max_body_bytes``, 400 for a body without Content-Type, 415 for a
+    Content-Type outside ``ALLOWED_MEDIA_TYPES``, each with the uniform error body.
+
+    A declared Content-Length over the limit is refused before a byte is read. A chunked body
+    is counted while the app reads it, so no more than the limit is ever held; crossing it
+    raises a 413 HTTPException inside the app's ``receive`` (answered by the app's handler, or
+    here when the app has none). GET, HEAD, OPTIONS, the docs, /metrics and /health/* are exempt.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        allowed_media_types: Collection[str] = ALLOWED_MEDIA_TYPES,
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.allowed_media_types = frozenset(allowed_media_types)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._exempt(scope):
+            await self.app(scope, receive, send)
+            return
+
+        headers = _headers_of(scope)
+        length = _content_length(headers)
+        if length is not None and length > self.max_body_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        has_body = (length or 0) > 0 or b"transfer-encoding" in headers
+        if has_body and scope["method"] in _BODY_METHODS:
+            problem = self._content_type_problem(headers.get(b"content-type"))
+            if problem is not None:
+                status_code, message = problem
+                response = error_response(
+                    scope.get("state", {}).get("request_id"),
+                    error=error_name(status_code),
+                    message=message,
+                    status_code=status_code,
+                    details={"allowed": sorted(self.allowed_media_types)},
+                )
+                await response(scope, receive, send)
+                return
+
+        received = 0
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _BodyTooLargeError(self.max_body_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLargeError:
+            if response_started:
+                raise
+            await self._too_large(scope, receive, send)
+
+    def _exempt(self, scope: Scope) -> bool:
+        path: str = scope["path"]
+        return (
+            scope["method"] in EXEMPT_METHODS
+            or path in EXEMPT_PATHS
+            or path.startswith(EXEMPT_PREFIXES)
+        )
+
+    def _content_type_problem(self, raw: bytes | None) -> tuple[int, str] | None:
+        if raw is None or not raw.strip():
+            return 400, "A request body needs a Content-Type header"
+        media_type = raw.decode("latin-1").partition(";")[0].strip().lower()
+        if media_type not in self.allowed_media_types:
+            return 415, "Unsupported Content-Type"
+        return None
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            scope.get("state", {}).get("request_id"),
+            error=error_name(413),
+            message=f"Request body exceeds {self.max_body_bytes} bytes",
+            status_code=413,
+            details={"max_bytes": self.max_body_bytes},
+            # The rest of the body is never read, so the connection cannot be reused.
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
