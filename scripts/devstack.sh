@@ -30,12 +30,20 @@ usage() {
   sed -n '6,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 }
 
+# Several engineers (and their test runs) share one machine: two `up`s at once would race to start
+# the same servers, so `up` and `down` hold a lock for their whole run.
+take_lock() {
+  mkdir -p "$STATE_DIR"
+  chmod 700 "$STATE_DIR"
+  exec 9>"${STATE_DIR}/.lock"
+  flock -w 120 9 || die "another devstack up/down has held ${STATE_DIR}/.lock for 2 minutes"
+}
+
 cmd_up() {
   local total_start t
   total_start=$(now_ms)
+  take_lock
   ensure_venv_tools
-  mkdir -p "$STATE_DIR"
-  chmod 700 "$STATE_DIR"
   ensure_passwords
 
   local rabbitmq_start rabbitmq_job rabbitmq_state rabbitmq_end
@@ -83,6 +91,11 @@ cmd_down() {
     "") ;;
     *) usage; exit 2 ;;
   esac
+  [[ -d "$STATE_DIR" ]] || {
+    echo "nothing to stop: ${STATE_DIR} does not exist"
+    return 0
+  }
+  take_lock
   # The three stop in parallel: each takes about two seconds to shut down cleanly.
   local t job
   local -a jobs=()

@@ -80,7 +80,8 @@ pid_alive() {
 start_detached() {
   local pidfile=$1 logfile=$2
   shift 2
-  setsid "$@" >>"$logfile" 2>&1 </dev/null &
+  # 9>&-: the server must not inherit the devstack lock, or it would hold it for its whole life.
+  setsid "$@" >>"$logfile" 2>&1 </dev/null 9>&- &
   echo $! >"$pidfile"
 }
 

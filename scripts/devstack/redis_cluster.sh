@@ -53,7 +53,7 @@ start_redis_nodes() {
     fi
     port_open "$port" && die "port ${port} is taken by a process devstack did not start"
     write_redis_config "$port"
-    redis-server "$(redis_node_dir "$port")/redis.conf" ||
+    redis-server "$(redis_node_dir "$port")/redis.conf" 9>&- ||
       die "redis-server on port ${port} did not start; see $(redis_node_dir "$port")/redis.log"
     REDIS_STARTED=$((REDIS_STARTED + 1))
   done
@@ -112,6 +112,28 @@ create_redis_cluster() {
     }
 }
 
+redis_role() {
+  redis_cli "$1" INFO replication | tr -d '\r' | sed -n 's/^role://p'
+}
+
+# After a master was stopped its replica takes over; the node comes back as a replica. A manual
+# failover hands mastership back, so redis-1..3 (7001-7003) are the masters after every `up`.
+restore_designed_masters() {
+  local port
+  for port in "${REDIS_CLUSTER_PORTS[@]:0:3}"; do
+    if [[ "$(redis_role "$port")" == slave ]]; then
+      note "redis ${port} came back as a replica; failing over to make it a master again"
+      redis_cli "$port" CLUSTER FAILOVER >/dev/null
+      wait_until 15 "redis ${port} to become a master" redis_is_master "$port" ||
+        die "redis ${port} did not take over as master"
+    fi
+  done
+}
+
+redis_is_master() {
+  [[ "$(redis_role "$1")" == master ]]
+}
+
 # Sets REDIS_STATE for the caller's report line.
 ensure_redis_cluster() {
   start_redis_nodes
@@ -126,6 +148,9 @@ ensure_redis_cluster() {
   wait_until 30 "cluster_state:ok on every node and master_link_status:up on replicas" \
     redis_cluster_healthy ||
     die "the Redis Cluster is not healthy; 'scripts/devstack.sh down && scripts/devstack.sh up' rebuilds it"
+  restore_designed_masters
+  wait_until 30 "cluster_state:ok after the failover" redis_cluster_healthy ||
+    die "the Redis Cluster is not healthy after handing mastership back"
 }
 
 # All at once: a master delays its own shutdown while it waits for its replicas to catch up.
