@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 
 from colima_ref.http import docs
 from colima_ref.http.errors import exception_handlers
+from colima_ref.http.middleware.cors import cors_middleware
 from colima_ref.http.middleware.rate_limit import RateLimitMiddleware
 from colima_ref.http.middleware.request_context import RequestContextMiddleware
 from colima_ref.http.middleware.request_validation import RequestValidationMiddleware
@@ -45,7 +46,7 @@ def _middleware(settings: Settings) -> list[Middleware]:
     Metrics (issue 5) and rate limits, request validation and CORS (issue 4) slot in here,
     after the request context so their lines and error bodies carry the request id.
     """
-    stack = [Middleware(RequestContextMiddleware)]
+    stack = [Middleware(RequestContextMiddleware), cors_middleware(settings)]
     if settings.rate_limit.enabled:
         stack.append(
             Middleware(
