@@ -88,6 +88,8 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("RATE_LIMIT_KEY_PREFIX", "colima_ref", "prefix of the limiter's keys in its storage"),
     EnvVar("TRUSTED_PROXIES", "(empty)", "CIDRs whose X-Forwarded-For is believed"),
     EnvVar("RESPONSE_CACHE_ENABLED", "true", "true/false; caches secret and /health/all bodies"),
+    EnvVar("METRICS_ENABLED", "true", "true/false; HTTP request metrics (off for the bench)"),
+    EnvVar("LOG_REQUESTS", "true", "true/false; one log line per request (off for the bench)"),
 )
 
 
@@ -149,6 +151,8 @@ class Settings:
     rate_limit: RateLimitSettings = RateLimitSettings()
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     response_cache_enabled: bool = True
+    metrics_enabled: bool = True
+    log_requests: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -192,6 +196,8 @@ class Settings:
             ),
             trusted_proxies=read("TRUSTED_PROXIES", _parse_networks, ()),
             response_cache_enabled=read("RESPONSE_CACHE_ENABLED", _parse_bool, True),
+            metrics_enabled=read("METRICS_ENABLED", _parse_bool, True),
+            log_requests=read("LOG_REQUESTS", _parse_bool, True),
         )
 
 
