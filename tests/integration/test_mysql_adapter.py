@@ -231,6 +231,7 @@ def open_database(
     connect_timeout: float = CONNECT_TIMEOUT,
     operation_timeout: float = 5.0,
     min_size: int = 1,
+    max_size: int = 10,
 ) -> AbstractAsyncContextManager[MySqlDatabase]:
     return MySqlDatabase.open(
         host="127.0.0.1",
@@ -239,6 +240,7 @@ def open_database(
         connect_timeout=connect_timeout,
         operation_timeout=operation_timeout,
         min_size=min_size,
+        max_size=max_size,
     )
 
 
@@ -443,6 +445,31 @@ async def test_a_query_cut_short_by_the_timeout_leaves_no_answer_for_the_next_ca
         result = await database.current_timestamp()
 
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", result.result)
+
+
+async def test_a_call_still_waiting_for_a_connection_when_the_pool_closes_is_refused(
+    account: Account,
+) -> None:
+    credentials = credentials_for(account.secret())
+    async with (
+        relay() as server,
+        open_database(server.port, credentials, operation_timeout=1.0, max_size=1) as database,
+    ):
+        await server.start()
+        await database.current_timestamp()
+        server.flowing.clear()
+        holder = asyncio.create_task(database.current_timestamp())
+        await asyncio.sleep(0.3)
+        waiter = asyncio.create_task(database.current_timestamp())
+        await asyncio.sleep(0.1)
+        closing = asyncio.create_task(database.close())
+        held, waited = await asyncio.gather(holder, waiter, return_exceptions=True)
+        await closing
+        server.flowing.set()
+
+    assert isinstance(held, OperationTimeoutError)
+    assert isinstance(waited, DatabaseConnectionError)
+    assert waited.details == {"service": "mysql", "cause": "RuntimeError"}
 
 
 async def test_closing_ends_every_session_and_leaves_nothing_to_warn_about(

@@ -135,12 +135,25 @@ class MySqlDatabase:
     async def _attempt(self, query: Callable[[Connection], Awaitable[T]]) -> T:
         with _translated():
             pool = await self._pool()
-            # asyncmy closes a connection whose read was cancelled, so a query cut short by the
-            # operation timeout never hands its late answer to the next call.
-            async with pool.acquire() as conn:
+            try:
+                conn = await pool.acquire()
+            except RuntimeError as exc:
+                # asyncmy's answer to a caller still waiting when a refused login closed the pool.
+                raise errors.DatabaseConnectionError(
+                    "The MySQL pool was replaced while the call waited for a connection",
+                    {"cause": type(exc).__name__},
+                    service=SERVICE,
+                ) from exc
+            try:
+                # asyncmy closes a connection whose read was cancelled, so a query cut short by
+                # the operation timeout never hands its late answer to the next call.
                 return await query(conn)
+            finally:
+                pool.release(conn)
 
     async def _pool(self) -> Pool:
+        if self._current is not None:
+            return self._current
         async with self._lock:
             if self._current is None:
                 self._current = await self._create()

@@ -162,6 +162,8 @@ class PostgresDatabase:
 
     async def _pool(self, rejected: _Pool | None = None) -> _Pool:
         """The current pool, built if need be; a new one if ``rejected`` is still current."""
+        if rejected is None and self._current is not None:
+            return self._current
         async with self._lock:
             if rejected is not None and self._current is rejected:
                 self._current = None
