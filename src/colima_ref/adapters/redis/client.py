@@ -1,0 +1,239 @@
+"""One redis.asyncio client per process: built on first use, rebuilt when a login is refused."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar
+
+import attrs
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode as DriverNode
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from colima_ref.adapters.credentials import CredentialSource
+from colima_ref.domain import errors
+
+SERVICE = "redis"
+_VAULT_PATH = "redis-1"
+
+T = TypeVar("T")
+Client = Redis | RedisCluster
+Address = tuple[str, int]
+
+
+class _LoginRejectedError(Exception):
+    """Redis refused the credentials: worth one more try with freshly read ones."""
+
+
+@attrs.frozen
+class _Client:
+    """A client and the login it was built with, for the short-lived clients of single nodes."""
+
+    client: Client
+    login: dict[str, Any] = attrs.field(repr=False)
+
+
+def _addresses(nodes: Iterable[Address]) -> tuple[Address, ...]:
+    return tuple(nodes)
+
+
+def _retry(attempts: int) -> Retry:
+    # redis-py's default (10 attempts with backoff) turns "down" into a ~4 s wait; the operation
+    # timeout is the real bound, these retries only ride out a dropped connection or a failover.
+    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), attempts)
+
+
+@attrs.define
+class RedisConnection:
+    """The redis.asyncio client every Redis adapter of the process shares.
+
+    A ``RedisCluster`` when ``cluster`` is set, which it is by default when several ``nodes``
+    are given; a plain ``Redis`` on the first node otherwise. The client is built on the first
+    call, under a lock, with ``user`` and ``password`` read from ``credentials`` at
+    ``secret_path`` (no password: no AUTH). When Redis refuses that login the credential is
+    invalidated, read again, the client rebuilt and the call tried once more.
+
+    ``run`` raises CacheConnectionError (service "redis") when Redis is unreachable, refuses the
+    login or rejects the command, and TimeoutError (504) past ``operation_timeout``. Errors of
+    the secret store (VaultUnavailableError...) pass through, except a missing secret, which is
+    a CacheConnectionError.
+    """
+
+    nodes: tuple[Address, ...] = attrs.field(converter=_addresses)
+    _credentials: CredentialSource = attrs.field(alias="credentials")
+    cluster: bool = attrs.field(
+        default=attrs.Factory(lambda self: len(self.nodes) > 1, takes_self=True)
+    )
+    _secret_path: str = attrs.field(default=_VAULT_PATH, alias="secret_path")
+    _connect_timeout: float = attrs.field(default=2.0, alias="connect_timeout")
+    _operation_timeout: float = attrs.field(default=5.0, alias="operation_timeout")
+    _max_connections: int = attrs.field(default=10, alias="max_connections")
+    _current: _Client | None = attrs.field(default=None, init=False, repr=False)
+    _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
+
+    @nodes.validator
+    def _at_least_one(self, _attribute: object, value: tuple[Address, ...]) -> None:
+        if not value:
+            raise ValueError("RedisConnection needs at least one node")
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        *,
+        nodes: Sequence[Address],
+        credentials: CredentialSource,
+        cluster: bool | None = None,
+        secret_path: str = _VAULT_PATH,
+        connect_timeout: float = 2.0,
+        operation_timeout: float = 5.0,
+        max_connections: int = 10,
+    ) -> AsyncIterator[RedisConnection]:
+        """Yield a connection that builds its client on first use and closes it on exit.
+
+        ``nodes`` are ``(host, port)`` pairs: the cluster's seeds, or the one server. Nothing
+        is read or connected before the first call, so this succeeds while Redis or the secret
+        store is down. ``max_connections`` bounds the pool of each node.
+        """
+        connection = cls(
+            nodes,
+            credentials=credentials,
+            cluster=len(nodes) > 1 if cluster is None else cluster,
+            secret_path=secret_path,
+            connect_timeout=connect_timeout,
+            operation_timeout=operation_timeout,
+            max_connections=max_connections,
+        )
+        try:
+            yield connection
+        finally:
+            await connection.close()
+
+    async def run(self, call: Callable[[Client], Awaitable[T]]) -> T:
+        """Await ``call`` on the shared client."""
+        return await self._run(lambda current: call(current.client))
+
+    async def run_on_node(self, address: Address, call: Callable[[Redis], Awaitable[T]]) -> T:
+        """Await ``call`` on a plain client of the one node at ``address``, closed afterwards.
+
+        For per-node commands (INFO): RedisCluster only routes to nodes listed in CLUSTER
+        SLOTS, which leaves out replicas that have not replicated anything yet.
+        """
+
+        async def on_node(current: _Client) -> T:
+            host, port = address
+            async with Redis(host=host, port=port, retry=_retry(0), **current.login) as node:
+                return await call(node)
+
+        return await self._run(on_node)
+
+    async def close(self) -> None:
+        """Close the client and every connection of every node. The next call builds a new one."""
+        async with self._lock:
+            if self._current is not None:
+                await self._current.client.aclose()
+                self._current = None
+
+    async def _run(self, call: Callable[[_Client], Awaitable[T]]) -> T:
+        """Every command sent to Redis passes here."""
+        try:
+            async with asyncio.timeout(self._operation_timeout):
+                current = await self._client()
+                try:
+                    return await self._attempt(current, call)
+                except _LoginRejectedError:
+                    current = await self._client(rejected=current)
+                try:
+                    return await self._attempt(current, call)
+                except _LoginRejectedError as exc:
+                    raise errors.CacheConnectionError(
+                        "Redis refused the credentials from the secret store",
+                        _cause(exc.__cause__),
+                        service=SERVICE,
+                    ) from exc.__cause__
+        except TimeoutError as exc:
+            raise errors.TimeoutError(
+                f"Redis did not answer within {self._operation_timeout:g} s", {"service": SERVICE}
+            ) from exc
+
+    async def _attempt(self, current: _Client, call: Callable[[_Client], Awaitable[T]]) -> T:
+        with _translated():
+            return await call(current)
+
+    async def _client(self, rejected: _Client | None = None) -> _Client:
+        """The current client, built if need be; a new one if ``rejected`` is still current."""
+        async with self._lock:
+            if rejected is not None and self._current is rejected:
+                self._current = None
+                self._credentials.invalidate(self._secret_path)
+                await rejected.client.aclose()
+            if self._current is None:
+                self._current = await self._build()
+            return self._current
+
+    async def _build(self) -> _Client:
+        try:
+            secret = await self._credentials.get(self._secret_path)
+        except errors.ResourceNotFoundError as exc:
+            raise errors.CacheConnectionError(
+                "The secret store holds no Redis credentials",
+                {"secret_path": self._secret_path},
+                service=SERVICE,
+            ) from exc
+        login: dict[str, Any] = {
+            "username": secret.data.get("user") or None,
+            "password": secret.data.get("password") or None,
+            "decode_responses": True,
+            "socket_connect_timeout": self._connect_timeout,
+            "socket_timeout": self._operation_timeout,
+            "max_connections": self._max_connections,
+        }
+        if not self.cluster:
+            host, port = self.nodes[0]
+            return _Client(Redis(host=host, port=port, retry=_retry(1), **login), login)
+        cluster = RedisCluster(
+            startup_nodes=[DriverNode(host, port) for host, port in self.nodes],
+            # Introspection must still describe a cluster that lost slots.
+            require_full_coverage=False,
+            retry=_retry(2),
+            **login,
+        )
+        return _Client(cluster, login)
+
+
+def _cause(exc: BaseException | None) -> dict[str, str]:
+    return {"cause": type(exc).__name__} if exc is not None else {}
+
+
+def _refused_login(exc: BaseException) -> BaseException | None:
+    # RedisCluster reports a refused login at start-up as a RedisClusterException raised from it.
+    for candidate in (exc, exc.__cause__):
+        if isinstance(candidate, redis_errors.AuthenticationError):
+            return candidate
+    return None
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Turn redis-py's errors into ours. Our messages only: the driver's may name the server."""
+    try:
+        yield
+    except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
+        refused = _refused_login(exc)
+        if refused is not None:
+            raise _LoginRejectedError from refused
+        if isinstance(exc, redis_errors.TimeoutError):
+            raise errors.TimeoutError(
+                "Redis did not answer in time", {"service": SERVICE, **_cause(exc)}
+            ) from exc
+        if isinstance(exc, redis_errors.ResponseError):
+            raise errors.CacheConnectionError(
+                "Redis rejected the command", _cause(exc), service=SERVICE
+            ) from exc
+        raise errors.CacheConnectionError(
+            "Redis is unreachable", _cause(exc), service=SERVICE
+        ) from exc
