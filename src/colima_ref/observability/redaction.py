@@ -1,0 +1,123 @@
+"""Keeps credentials out of log lines, whoever wrote the line and however carelessly.
+
+Two rules, applied by the `redact_secrets` structlog processor to every field, nested ones too:
+
+- a key that looks like a credential (``password``, ``api_key``, ``Authorization``...) has its
+  value replaced by MASK. Masking's deny-by-default would hide every ordinary field (``path``,
+  ``method``), so logs use a denylist of credential-looking names, among keys masking hides;
+- a value equal to a secret now loaded in this process is replaced by MASK, and a value that
+  contains one has that part replaced, wherever it sits (a DSN, a traceback, a stdlib message).
+
+Secrets are process-wide because logging is: the live CredentialSource registers what it loads
+through `register_secret`. Values stay registered after a rotation; hiding an old password does
+no harm.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
+
+from colima_ref.domain.masking import MASK, is_sensitive
+
+# A shorter value ("1", "true") would be found inside ordinary text, so it is redacted only where
+# a whole field equals it.
+MIN_CONTAINED_LENGTH = 6
+
+_CREDENTIAL_KEY = re.compile(
+    r"pass(?:word|wd|phrase)?|pwd|secret|token|api[-_]?key|access[-_]?key|private[-_]?key"
+    r"|auth|credential|cookie|signature",
+    re.IGNORECASE,
+)
+_PLAIN = (int, float, bool, type(None))
+
+
+class SecretValues:
+    """The secret values to hide from logs. Adding is thread-safe; reading takes no lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.exact: frozenset[str] = frozenset()
+        self.pattern: re.Pattern[str] | None = None
+
+    def add(self, values: Iterable[str]) -> None:
+        """Hide each of ``values`` (empty strings are ignored)."""
+        with self._lock:
+            self._replace(self.exact | {value for value in values if value})
+
+    def discard(self, values: Iterable[str]) -> None:
+        """Stop hiding ``values`` (how a test removes the canary it planted)."""
+        with self._lock:
+            self._replace(self.exact - set(values))
+
+    def _replace(self, exact: frozenset[str]) -> None:
+        contained = sorted((v for v in exact if len(v) >= MIN_CONTAINED_LENGTH), key=len)
+        # Longest first, so a secret that contains another one is hidden whole.
+        pattern = "|".join(re.escape(value) for value in reversed(contained))
+        # Published pattern first: a reader that sees the new `exact` also sees its pattern.
+        self.pattern = re.compile(pattern) if pattern else None
+        self.exact = exact
+
+
+SECRETS = SecretValues()
+"""The process-wide secrets the logging configuration's processor hides."""
+
+
+def register_secret(*values: str) -> None:
+    """Hide ``values`` from every log line this process writes from now on."""
+    SECRETS.add(values)
+
+
+@functools.lru_cache(maxsize=4096)
+def looks_like_credential(key: str) -> bool:
+    """Whether a log field named ``key`` holds a credential (``db_password``, ``X-Api-Key``)."""
+    return is_sensitive(key) and _CREDENTIAL_KEY.search(key) is not None
+
+
+def redact_secrets(
+    _logger: object, _method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Structlog processor: hide credential-keyed fields and registered secret values.
+
+    Put it after ``format_exc_info`` so that tracebacks are text it can search.
+    """
+    secrets = SECRETS
+    for key, value in event_dict.items():
+        if isinstance(key, str) and looks_like_credential(key):
+            if value is not None:
+                event_dict[key] = MASK
+        elif not isinstance(value, _PLAIN):
+            event_dict[key] = _scrub(value, secrets)
+    return event_dict
+
+
+def _scrub(value: object, secrets: SecretValues) -> object:
+    if isinstance(value, str):
+        return _scrub_text(value, secrets)
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, Mapping):
+        return {
+            key: MASK
+            if isinstance(key, str) and looks_like_credential(key)
+            else _scrub(item, secrets)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub(item, secrets) for item in value]
+    # The renderer would write repr(value); a repr may hold a password (a DSN object...).
+    text = repr(value)
+    scrubbed = _scrub_text(text, secrets)
+    return value if scrubbed is text else scrubbed
+
+
+def _scrub_text(text: str, secrets: SecretValues) -> str:
+    if text in secrets.exact:
+        return MASK
+    pattern = secrets.pattern
+    if pattern is None or pattern.search(text) is None:
+        return text
+    return pattern.sub(MASK, text)
