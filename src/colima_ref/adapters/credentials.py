@@ -11,6 +11,7 @@ import attrs
 
 from colima_ref.domain.masking import is_sensitive
 from colima_ref.domain.models import Secret
+from colima_ref.observability.redaction import register_secret
 from colima_ref.ports.secrets import SecretStore
 
 
@@ -70,6 +71,10 @@ class CredentialSource:
             return
         # Retrieved even when unused, so a failure nobody awaits any more is not reported.
         failure = flight.exception()
-        # A read invalidated while in flight may predate a rotation: hand it out, never keep it.
-        if current and failure is None:
-            self._cache[path] = _Entry(flight.result(), self._clock() + self.ttl)
+        if failure is None:
+            secret = flight.result()
+            # Whoever awaits it logs in with it, so logs hide it from now on.
+            register_secret(*(v for k, v in secret.data.items() if is_sensitive(k)))
+            # A read invalidated while in flight may predate a rotation: hand it out, never keep it.
+            if current:
+                self._cache[path] = _Entry(secret, self._clock() + self.ttl)
