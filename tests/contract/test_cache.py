@@ -13,7 +13,7 @@ from colima_ref.ports.cache import Cache
 from .conftest import open_adapter
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
     async with open_adapter(Cache, request.param) as opened:
         yield opened

@@ -16,7 +16,7 @@ from .conftest import open_adapter
 INFO_ROLE = {"master": "master", "replica": "slave"}
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[ClusterTopology]:
     async with open_adapter(ClusterTopology, request.param) as opened:
         yield opened
