@@ -21,6 +21,7 @@ from colima_ref.adapters import memory
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.mysql import MySqlDatabase
 from colima_ref.adapters.postgres import PostgresDatabase
+from colima_ref.adapters.redis import RedisCache, RedisClusterTopology, RedisConnection
 from colima_ref.adapters.vault import VaultSecretStore
 from colima_ref.domain.errors import ServiceUnavailableError
 from colima_ref.domain.errors import TimeoutError as OperationTimeoutError
@@ -90,12 +91,29 @@ _mysql = _vault_backed(
     ),
 )
 
+
+def _redis(build: Callable[[RedisConnection], object]) -> Opener:
+    """The devstack's cluster (REDIS_NODES, default 7001-7003) with its password from Vault."""
+    seeds = os.environ.get("REDIS_NODES") or "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+    nodes = [(host, int(port)) for host, _, port in (s.rpartition(":") for s in seeds.split(","))]
+
+    @asynccontextmanager
+    async def open_redis(credentials: CredentialSource) -> AsyncIterator[object]:
+        async with RedisConnection.open(nodes=nodes, credentials=credentials) as connection:
+            yield build(connection)
+
+    return _vault_backed("redis", open_redis)
+
+
 OPENERS: dict[tuple[type[Any], str], Opener] = {
     (SecretStore, "vault"): _vault_secret_store,
     (SqlDatabase, "postgres"): _postgres,
     (HealthProbe, "postgres"): _postgres,
     (SqlDatabase, "mysql"): _mysql,
     (HealthProbe, "mysql"): _mysql,
+    (Cache, "redis"): _redis(RedisCache),
+    (ClusterTopology, "redis"): _redis(RedisClusterTopology),
+    (HealthProbe, "redis"): _redis(RedisClusterTopology),
     (SecretStore, "memory"): _memory(memory.InMemorySecretStore),
     (SqlDatabase, "memory:postgres"): _memory(lambda: memory.InMemorySqlDatabase("PostgreSQL")),
     (SqlDatabase, "memory:mysql"): _memory(lambda: memory.InMemorySqlDatabase("MySQL")),

@@ -26,6 +26,7 @@ INFO_KEYS = {
         *(f"memory:{name}" for name in SERVICE_NAMES),
         pytest.param("postgres", marks=pytest.mark.postgres),
         pytest.param("mysql", marks=pytest.mark.mysql),
+        pytest.param("redis", marks=pytest.mark.redis),
     ]
 )
 def probe_backend(request: pytest.FixtureRequest) -> str:
@@ -45,7 +46,7 @@ async def vault_probe(request: pytest.FixtureRequest) -> AsyncIterator[HealthPro
         yield opened
 
 
-@pytest.fixture(params=["memory:redis"])
+@pytest.fixture(params=["memory:redis", pytest.param("redis", marks=pytest.mark.redis)])
 async def redis_probe(request: pytest.FixtureRequest) -> AsyncIterator[HealthProbe]:
     async with open_adapter(HealthProbe, request.param) as opened:
         yield opened
