@@ -11,13 +11,19 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
+from colima_ref import __version__
 from colima_ref.http import docs
 from colima_ref.http.errors import exception_handlers
 from colima_ref.http.middleware.cors import cors_middleware
+from colima_ref.http.middleware.metrics import MetricsMiddleware
 from colima_ref.http.middleware.rate_limit import RateLimitMiddleware
-from colima_ref.http.middleware.request_context import RequestContextMiddleware
+from colima_ref.http.middleware.request_context import (
+    RequestContextMiddleware,
+    noting_error_types,
+)
 from colima_ref.http.middleware.request_validation import RequestValidationMiddleware
-from colima_ref.http.routes import cache, database, health, messaging, redis, root, vault
+from colima_ref.http.routes import cache, database, health, messaging, metrics, redis, root, vault
+from colima_ref.observability.metrics import Metrics
 from colima_ref.ports.services import Services
 from colima_ref.settings import Settings
 
@@ -40,13 +46,25 @@ class _OutermostMiddlewareStarlette(Starlette):
         return app
 
 
-def _middleware(settings: Settings) -> list[Middleware]:
+def _middleware(
+    settings: Settings, metrics: Metrics, routes: Sequence[BaseRoute]
+) -> list[Middleware]:
     """The whole middleware stack, outermost first.
 
-    Metrics (issue 5) and rate limits, request validation and CORS (issue 4) slot in here,
-    after the request context so their lines and error bodies carry the request id.
+    Everything sits inside the request context so that its lines and error bodies carry the
+    request id, and inside the metrics so that a 429 or a CORS refusal is counted too.
     """
-    stack = [Middleware(RequestContextMiddleware), cors_middleware(settings)]
+    stack = [
+        Middleware(
+            RequestContextMiddleware,
+            debug=settings.debug,
+            log_requests=settings.log_requests,
+            trusted_proxies=settings.trusted_proxies,
+        )
+    ]
+    if settings.metrics_enabled:
+        stack.append(Middleware(MetricsMiddleware, metrics=metrics, routes=routes))
+    stack.append(cors_middleware(settings))
     if settings.rate_limit.enabled:
         stack.append(
             Middleware(
@@ -68,26 +86,35 @@ def _routes() -> list[BaseRoute]:
         *cache.routes,
         *messaging.routes,
         *redis.routes,
+        *metrics.routes,
         *docs.docs_routes(),
     ]
 
 
 def create_app(
-    open_services: Callable[[], AbstractAsyncContextManager[Services]], settings: Settings
+    open_services: Callable[[], AbstractAsyncContextManager[Services]],
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
 ) -> Starlette:
     """Build the app. ``open_services`` is entered by the lifespan, so nothing connects before
     the server starts, and a test hands in in-memory services the same way ``bootstrap`` hands
     in live ones.
+
+    ``metrics`` is where everything records; the composition root passes the one its adapters
+    record into. Without it the app gets a registry of its own.
     """
+    recorder = metrics or Metrics(name=settings.app_name, version=__version__)
+    routes = _routes()
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with open_services() as services:
-            yield {"services": services, "settings": settings}
+            yield {"services": services, "settings": settings, "metrics": recorder}
 
     return _OutermostMiddlewareStarlette(
-        outermost=_middleware(settings),
-        routes=_routes(),
-        exception_handlers=exception_handlers(debug=settings.debug),
+        outermost=_middleware(settings, recorder, routes),
+        routes=routes,
+        exception_handlers=noting_error_types(exception_handlers(debug=settings.debug)),
         lifespan=lifespan,
     )
