@@ -22,6 +22,7 @@ from colima_ref.http.middleware.request_context import (
     noting_error_types,
 )
 from colima_ref.http.middleware.request_validation import RequestValidationMiddleware
+from colima_ref.http.middleware.response_cache import ResponseCacheMiddleware
 from colima_ref.http.routes import cache, database, health, messaging, metrics, redis, root, vault
 from colima_ref.observability.metrics import Metrics
 from colima_ref.ports.services import Services
@@ -74,6 +75,8 @@ def _middleware(
             )
         )
     stack.append(Middleware(RequestValidationMiddleware))
+    if settings.response_cache_enabled:
+        stack.append(Middleware(ResponseCacheMiddleware))
     return stack
 
 

@@ -1,0 +1,281 @@
+"""Response caching: hits and misses, TTLs, masking, outages, single flight and invalidation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+from starlette.types import Message
+
+from colima_ref.adapters import memory
+from colima_ref.adapters.memory.cache import InMemoryCache
+from colima_ref.http.middleware.response_cache import ResponseCacheMiddleware, cache_key
+from colima_ref.ports.services import Services
+
+SECRET = "/examples/vault/secret/postgres"
+SECRET_TEMPLATE = "/examples/vault/secret/{service_name}"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def cache(clock: Clock) -> InMemoryCache:
+    return InMemoryCache(clock=clock)
+
+
+@pytest.fixture
+def cached_services(cache: InMemoryCache) -> Services:
+    return attrs.evolve(memory.services(), cache=cache)
+
+
+@pytest.fixture
+def cached_client(make_client: Any, cached_services: Services) -> TestClient:
+    client: TestClient = make_client(cached_services)
+    return client
+
+
+def test_a_second_read_of_a_secret_is_served_from_the_cache(cached_client: TestClient) -> None:
+    first = cached_client.get(SECRET)
+    second = cached_client.get(SECRET)
+
+    assert (first.status_code, first.headers["X-Cache"]) == (200, "MISS")
+    assert (second.status_code, second.headers["X-Cache"]) == (200, "HIT")
+    assert second.json() == first.json()
+    assert second.headers["content-type"] == "application/json"
+    assert second.headers["X-Request-ID"] != first.headers["X-Request-ID"]
+
+
+async def test_the_cache_holds_the_masked_secret_never_the_raw_password(
+    cached_client: TestClient, cached_services: Services, cache: InMemoryCache
+) -> None:
+    password = (await cached_services.secrets.read("postgres")).data["password"]
+
+    cached_client.get(SECRET)
+    entry = await cache.get(cache_key(SECRET_TEMPLATE, {"service_name": "postgres"}, b""))
+
+    assert entry is not None
+    assert password not in entry.value
+    assert "***" in entry.value
+
+
+def test_a_cached_secret_expires_after_300_seconds(cached_client: TestClient, clock: Clock) -> None:
+    cached_client.get(SECRET)
+    clock.now += 299
+    assert cached_client.get(SECRET).headers["X-Cache"] == "HIT"
+
+    clock.now += 2
+    assert cached_client.get(SECRET).headers["X-Cache"] == "MISS"
+
+
+def test_health_all_is_cached_for_30_seconds(cached_client: TestClient, clock: Clock) -> None:
+    cached_client.get("/health/all")
+    clock.now += 29
+    assert cached_client.get("/health/all").headers["X-Cache"] == "HIT"
+
+    clock.now += 2
+    assert cached_client.get("/health/all").headers["X-Cache"] == "MISS"
+
+
+def test_routes_without_a_ttl_are_never_cached(cached_client: TestClient) -> None:
+    cached_client.post("/examples/cache/k?value=v")
+
+    responses = [cached_client.get("/examples/cache/k") for _ in range(2)]
+
+    assert all("X-Cache" not in r.headers for r in responses)
+
+
+async def test_only_200_responses_are_cached(
+    cached_client: TestClient, cache: InMemoryCache
+) -> None:
+    responses = [cached_client.get("/examples/vault/secret/no-such-service") for _ in range(2)]
+
+    assert [r.status_code for r in responses] == [404, 404]
+    assert [r.headers["X-Cache"] for r in responses] == ["MISS", "MISS"]
+    assert await cache.delete_matching("cache:*") == 0
+
+
+def test_a_cache_outage_serves_the_request_uncached(
+    make_client: Any, cached_services: Services, cache: InMemoryCache
+) -> None:
+    client: TestClient = make_client(cached_services)
+    cache.failing = True
+
+    responses = [client.get(SECRET) for _ in range(2)]
+
+    assert [r.status_code for r in responses] == [200, 200]
+    assert [r.headers["X-Cache"] for r in responses] == ["MISS", "MISS"]
+    assert responses[0].json()["data"]["password"] == "***"
+
+
+def test_disabled_response_caching_adds_no_header(
+    make_client: Any, cached_services: Services
+) -> None:
+    client: TestClient = make_client(cached_services, {"RESPONSE_CACHE_ENABLED": "false"})
+
+    assert "X-Cache" not in client.get(SECRET).headers
+
+
+def test_the_key_ignores_query_order_and_is_namespaced_apart_from_user_keys() -> None:
+    one = cache_key("/items/{name}", {"name": "a"}, b"b=2&a=1")
+    other = cache_key("/items/{name}", {"name": "a"}, b"a=1&b=2")
+
+    assert one == other == "cache:/items/{name}:name=a?a=1&b=2"
+
+
+def test_a_long_key_is_hashed_but_keeps_its_route_for_pattern_invalidation() -> None:
+    key = cache_key("/items/{name}", {"name": "x" * 300}, b"")
+
+    assert len(key) <= 200
+    assert key.startswith("cache:/items/{name}:md5=")
+    assert key != cache_key("/items/{name}", {"name": "y" * 300}, b"")
+
+
+@attrs.define
+class SlowItems:
+    """An endpoint that takes a while and counts how often it ran."""
+
+    calls: int = 0
+
+    async def endpoint(self, request: Request) -> JSONResponse:
+        self.calls += 1
+        await asyncio.sleep(0.05)
+        return JSONResponse({"name": request.path_params["name"], "call": self.calls})
+
+
+@attrs.define
+class Recorded:
+    hits: list[str] = attrs.Factory(list)
+    misses: list[str] = attrs.Factory(list)
+    invalidated: list[str] = attrs.Factory(list)
+
+
+@pytest.fixture
+def recorded() -> Recorded:
+    return Recorded()
+
+
+@pytest.fixture
+def items() -> SlowItems:
+    return SlowItems()
+
+
+@pytest.fixture
+def middleware(items: SlowItems, recorded: Recorded) -> ResponseCacheMiddleware:
+    return ResponseCacheMiddleware(
+        Starlette(routes=[Route("/items/{name}", items.endpoint)]),
+        ttls={"/items/{name}": 60},
+        on_hit=recorded.hits.append,
+        on_miss=recorded.misses.append,
+        on_invalidated=recorded.invalidated.append,
+    )
+
+
+Call = Callable[[str], Any]
+
+
+@pytest.fixture
+def call(middleware: ResponseCacheMiddleware, cached_services: Services) -> Callable[[str], Any]:
+    """GET ``path`` straight through the middleware; returns (status, X-Cache, body)."""
+
+    async def get(path: str) -> tuple[int, str | None, bytes]:
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": path,
+            "root_path": "",
+            "query_string": b"",
+            "headers": [],
+            "app": middleware.app,
+            "state": {"services": cached_services},
+        }
+        await middleware(scope, receive, send)
+        headers = dict(sent[0]["headers"])
+        x_cache = headers.get(b"x-cache")
+        body = b"".join(m.get("body", b"") for m in sent[1:])
+        return sent[0]["status"], x_cache.decode() if x_cache else None, body
+
+    return get
+
+
+async def test_concurrent_misses_for_one_key_compute_once(
+    call: Call, items: SlowItems, recorded: Recorded
+) -> None:
+    results = await asyncio.gather(*(call("/items/a") for _ in range(5)))
+
+    assert items.calls == 1
+    assert {body for _, _, body in results} == {results[0][2]}
+    assert sorted(x_cache for _, x_cache, _ in results) == ["HIT", "HIT", "HIT", "HIT", "MISS"]
+    assert (recorded.hits, recorded.misses) == (["/items/{name}"] * 4, ["/items/{name}"])
+
+
+async def test_different_keys_compute_separately(call: Call, items: SlowItems) -> None:
+    await asyncio.gather(call("/items/a"), call("/items/b"))
+
+    assert items.calls == 2
+
+
+async def test_invalidation_deletes_matching_responses_and_is_counted_by_pattern(
+    call: Call,
+    middleware: ResponseCacheMiddleware,
+    cache: InMemoryCache,
+    items: SlowItems,
+    recorded: Recorded,
+) -> None:
+    await call("/items/a")
+    await call("/items/b")
+    await cache.set("user-key", "kept")
+
+    deleted = await middleware.invalidate(cache, "cache:/items/*")
+    _, x_cache, _ = await call("/items/a")
+
+    assert deleted == 2
+    assert recorded.invalidated == ["cache:/items/*"]
+    assert x_cache == "MISS"
+    assert items.calls == 3
+    assert await cache.get("user-key") is not None
+
+
+async def test_invalidation_during_a_cache_outage_deletes_nothing_and_does_not_raise(
+    middleware: ResponseCacheMiddleware, cache: InMemoryCache, recorded: Recorded
+) -> None:
+    cache.failing = True
+
+    assert await middleware.invalidate(cache, "cache:*") == 0
+    assert recorded.invalidated == []
+
+
+async def test_a_value_this_cache_did_not_write_is_recomputed_not_replayed(
+    call: Call, cache: InMemoryCache, items: SlowItems
+) -> None:
+    await cache.set(cache_key("/items/{name}", {"name": "a"}, b""), "not json")
+
+    status, x_cache, _ = await call("/items/a")
+
+    assert (status, x_cache, items.calls) == (200, "MISS", 1)
