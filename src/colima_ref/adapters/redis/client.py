@@ -166,6 +166,10 @@ class RedisConnection:
 
     async def _client(self, rejected: _Client | None = None) -> _Client:
         """The current client, built if need be; a new one if ``rejected`` is still current."""
+        current = self._current
+        if rejected is None and current is not None:
+            # The hot path: no lock once the client exists.
+            return current
         async with self._lock:
             if rejected is not None and self._current is rejected:
                 self._current = None
