@@ -35,6 +35,8 @@ save ""
 appendonly no
 repl-diskless-sync yes
 repl-diskless-sync-delay 0
+# Replicas join CLUSTER SLOTS only once a non-zero offset is gossiped; a ping a second gets there fast.
+repl-ping-replica-period 1
 requirepass ${PASSWORD[redis]}
 user ${DEV_USER} on >${PASSWORD[redis]} ~* &* +@all
 masteruser ${DEV_USER}
@@ -90,6 +92,10 @@ redis_cluster_healthy() {
   for port in "${REDIS_CLUSTER_PORTS[@]}"; do
     [[ "$(redis_cluster_field "$port" cluster_state)" == ok ]] || return 1
     [[ "$(redis_cluster_field "$port" cluster_known_nodes)" == "${#REDIS_CLUSTER_PORTS[@]}" ]] || return 1
+    # CLUSTER SLOTS is what clients discover the cluster from, and it leaves out a replica until
+    # its replication offset has been gossiped: until then a client sees only the three masters.
+    [[ "$(redis_cli "$port" CLUSTER SLOTS | tr -d '\r' | grep -cx "$LOOPBACK")" == "${#REDIS_CLUSTER_PORTS[@]}" ]] ||
+      return 1
     replication=$(redis_cli "$port" INFO replication | tr -d '\r') || return 1
     if grep -qx 'role:slave' <<<"$replication"; then
       grep -qx 'master_link_status:up' <<<"$replication" || return 1
