@@ -1,0 +1,122 @@
+"""Two real server processes sharing one Redis rate-limit storage enforce one global limit.
+
+Needs the standalone Redis at REDIS_URL (default redis://127.0.0.1:6379/0, no auth): the test
+skips with the reason when it is unreachable, or fails when CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import httpx2
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
+
+REDIS_URL = os.environ.get("RATE_LIMIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+STARTUP_TIMEOUT = 20.0  # seconds
+
+
+def skip_or_fail(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}. CI=true requires every service", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_redis() -> None:
+    parts = urlsplit(REDIS_URL)
+    address = (parts.hostname or "127.0.0.1", parts.port or 6379)
+    try:
+        with socket.create_connection(address, timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            reply = sock.recv(64)
+    except OSError as exc:
+        skip_or_fail(f"Redis at {address[0]}:{address[1]} is unreachable ({type(exc).__name__})")
+        return
+    if not reply.startswith(b"+PONG"):
+        skip_or_fail(f"Redis at {address[0]}:{address[1]} did not answer PING ({reply!r})")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_serving(process: subprocess.Popen[bytes], base_url: str) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with code {process.returncode} before serving")
+        try:
+            # /health/ has its own policy, so polling it spends nothing of the tested limit.
+            if httpx2.get(f"{base_url}/health/", timeout=1).status_code == 200:
+                return
+        except httpx2.TransportError:
+            time.sleep(0.1)
+    pytest.fail(f"server at {base_url} did not answer within {STARTUP_TIMEOUT} s")
+
+
+@pytest.fixture
+def two_servers() -> Iterator[list[str]]:
+    """Two ``python -m colima_ref serve`` processes sharing one Redis storage and key prefix."""
+    require_redis()
+    env = {
+        **os.environ,
+        "COLIMA_BACKEND": "memory",
+        "RATE_LIMIT_DEFAULT": "10/minute",
+        "RATE_LIMIT_STORAGE_URL": REDIS_URL,
+        # A fresh prefix per run, so counters of earlier runs (or other tests) never count here.
+        "RATE_LIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+        "LOG_LEVEL": "WARNING",
+    }
+    processes: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
+    try:
+        for _ in range(2):
+            port = free_port()
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "colima_ref", "serve", "--port", str(port)],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                )
+            )
+            urls.append(f"http://127.0.0.1:{port}")
+        for process, url in zip(processes, urls, strict=True):
+            wait_until_serving(process, url)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                _, stderr = process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                _, stderr = process.communicate()
+            # An unclosed Redis client on shutdown shows up here as a ResourceWarning or error.
+            assert b"Traceback" not in stderr, stderr.decode(errors="replace")
+
+
+def test_two_processes_sharing_redis_storage_enforce_one_global_limit(
+    two_servers: list[str],
+) -> None:
+    statuses: list[int] = []
+    with httpx2.Client(timeout=5) as client:
+        for n in range(20):
+            response = client.get(f"{two_servers[n % 2]}/")
+            statuses.append(response.status_code)
+
+    assert statuses.count(200) == 10
+    assert statuses[:10] == [200] * 10
+    assert statuses[10:] == [429] * 10
