@@ -43,6 +43,7 @@ cmd_up() {
   local total_start t
   total_start=$(now_ms)
   take_lock
+  ensure_commands
   ensure_venv_tools
   ensure_passwords
 
@@ -128,7 +129,12 @@ cmd_status() {
   if [[ -n "${PASSWORD[redis]:-}" ]]; then
     report redis-cluster "$(redis_cluster_status)" "${LOOPBACK}:7001-7006"
   else
-    report redis-cluster "down (no devstack state)" "${LOOPBACK}:7001-7006"
+    local port open=0
+    for port in "${REDIS_CLUSTER_PORTS[@]}"; do
+      port_open "$port" && open=$((open + 1))
+    done
+    # Without .devstack/passwords.env there is no password to ask the cluster for its state.
+    report redis-cluster "${open}/6 ports open, state unknown" "${LOOPBACK}:7001-7006"
   fi
   report rabbitmq "$(service_status "$RABBITMQ_PORT")" "${LOOPBACK}:${RABBITMQ_PORT}"
 }

