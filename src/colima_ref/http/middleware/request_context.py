@@ -27,8 +27,6 @@ _ERROR_TYPE = "error_type"
 # A UUID in its canonical form is 36 characters of this alphabet, so it needs no second rule.
 _ACCEPTABLE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
-_log = structlog.get_logger("colima_ref.http")
-
 
 def request_id_from(scope: Scope) -> str:
     """The caller's X-Request-ID when it is safe to echo and log, else a fresh UUID4."""
@@ -102,6 +100,9 @@ class RequestContextMiddleware:
         self._debug = debug
         self._log_requests = log_requests
         self._trusted_proxies = tuple(trusted_proxies)
+        # One per app, not per module: structlog caches a logger's configuration on first use,
+        # so an app built after configure_logging must not reuse an older app's logger.
+        self._logger = structlog.get_logger("colima_ref.http")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -155,6 +156,6 @@ class RequestContextMiddleware:
         if escaped is not None and self._debug:
             fields["exc_info"] = escaped
         if status_code >= 500:
-            _log.error("HTTP request completed", **fields)
+            self._logger.error("HTTP request completed", **fields)
         else:
-            _log.info("HTTP request completed", **fields)
+            self._logger.info("HTTP request completed", **fields)

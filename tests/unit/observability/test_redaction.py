@@ -1,0 +1,130 @@
+"""The redaction processor: credential-keyed fields and loaded secret values never reach a line."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import pytest
+
+from colima_ref.adapters.credentials import CredentialSource
+from colima_ref.adapters.memory import InMemorySecretStore
+from colima_ref.domain.masking import MASK
+from colima_ref.observability.redaction import SECRETS, looks_like_credential, redact_secrets
+
+
+@pytest.fixture
+def secret() -> Iterator[str]:
+    """A registered secret value, unregistered afterwards."""
+    value = f"s3cr3t-{uuid.uuid4().hex}"
+    SECRETS.add([value])
+    yield value
+    SECRETS.discard([value])
+
+
+def redact(**fields: Any) -> dict[str, Any]:
+    return dict(redact_secrets(None, "info", dict(fields)))
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "password",
+        "db_password",
+        "PASSWD",
+        "pwd",
+        "client_secret",
+        "token",
+        "X-Api-Key",
+        "api_key",
+        "Authorization",
+        "private_key",
+        "access-key",
+        "cookie",
+        "credentials",
+    ],
+)
+def test_a_credential_looking_key_has_its_value_masked(key: str) -> None:
+    assert redact(**{key: "hunter2"})[key] == MASK
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "path",
+        "method",
+        "status_code",
+        "request_id",
+        "key",
+        "user",
+        "host",
+        "duration_ms",
+        "client_ip",
+        "error_type",
+        "exception",
+        "event",
+    ],
+)
+def test_ordinary_keys_are_left_alone(key: str) -> None:
+    assert not looks_like_credential(key)
+    assert redact(**{key: "hunter2"})[key] == "hunter2"
+
+
+def test_a_value_equal_to_a_loaded_secret_is_masked_under_any_key(secret: str) -> None:
+    assert redact(note=secret)["note"] == MASK
+
+
+def test_a_secret_inside_a_longer_value_is_cut_out(secret: str) -> None:
+    line = redact(event=f"connecting to postgres://app:{secret}@db:5432/app")
+
+    assert line["event"] == f"connecting to postgres://app:{MASK}@db:5432/app"
+
+
+def test_secrets_in_nested_values_and_reprs_are_masked(secret: str) -> None:
+    @attrs.define
+    class Dsn:
+        password: str
+
+    line = redact(
+        config={"login": {"pass_phrase": "x", "note": secret}},
+        hops=[secret, ("ok", secret)],
+        dsn=Dsn(secret),
+    )
+
+    assert line["config"] == {"login": {"pass_phrase": MASK, "note": MASK}}
+    assert line["hops"] == [MASK, ["ok", MASK]]
+    assert secret not in str(line)
+
+
+def test_a_short_secret_is_masked_only_where_a_whole_value_equals_it() -> None:
+    SECRETS.add(["1"])
+    try:
+        line = redact(flag="1", status="HTTP/1.1 201")
+    finally:
+        SECRETS.discard(["1"])
+
+    assert line == {"flag": MASK, "status": "HTTP/1.1 201"}
+
+
+def test_a_discarded_secret_is_shown_again() -> None:
+    value = f"temporary-{uuid.uuid4().hex}"
+    SECRETS.add([value])
+    SECRETS.discard([value])
+
+    assert redact(note=value)["note"] == value
+
+
+async def test_credential_source_registers_the_sensitive_values_it_loads() -> None:
+    password = f"pw-{uuid.uuid4().hex}"
+    user = f"user-{uuid.uuid4().hex}"
+    source = CredentialSource(
+        InMemorySecretStore(secrets={"pg": {"user": user, "password": password}})
+    )
+    try:
+        await source.get("pg")
+
+        assert redact(event=f"login {user}:{password}")["event"] == f"login {user}:{MASK}"
+    finally:
+        SECRETS.discard([password])
