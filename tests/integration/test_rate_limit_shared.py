@@ -12,11 +12,19 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import httpx2
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
+
+from colima_ref.adapters import memory
+from colima_ref.http.app import create_app
+from colima_ref.ports.services import Services
+from colima_ref.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
@@ -120,3 +128,35 @@ def test_two_processes_sharing_redis_storage_enforce_one_global_limit(
     assert statuses.count(200) == 10
     assert statuses[:10] == [200] * 10
     assert statuses[10:] == [429] * 10
+
+
+def test_an_unreachable_storage_lets_requests_through_and_counts_each_one() -> None:
+    app = create_app(
+        _memory_services,
+        Settings.from_env(
+            {
+                "RATE_LIMIT_DEFAULT": "1/minute",
+                # Nothing listens on port 1, so every storage call is refused at once.
+                "RATE_LIMIT_STORAGE_URL": "redis://127.0.0.1:1/0",
+            }
+        ),
+    )
+
+    with TestClient(app) as client:
+        statuses = [client.get("/").status_code for _ in range(3)]
+        metrics = client.get("/metrics").text
+
+    assert statuses == [200, 200, 200]
+    errors = [
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "rate_limit_storage_errors_total"
+    ]
+    # /metrics itself is limited too, and its request is counted before it renders.
+    assert errors == [4]
+
+
+@asynccontextmanager
+async def _memory_services() -> AsyncIterator[Services]:
+    yield memory.services()

@@ -72,11 +72,20 @@ def _middleware(
                 RateLimitMiddleware,
                 settings=settings.rate_limit,
                 trusted_proxies=settings.trusted_proxies,
+                on_limited=metrics.rate_limit_exceeded,
+                on_storage_error=metrics.rate_limit_storage_error,
             )
         )
     stack.append(Middleware(RequestValidationMiddleware))
     if settings.response_cache_enabled:
-        stack.append(Middleware(ResponseCacheMiddleware))
+        stack.append(
+            Middleware(
+                ResponseCacheMiddleware,
+                on_hit=metrics.cache_hit,
+                on_miss=metrics.cache_miss,
+                on_invalidated=metrics.cache_invalidated,
+            )
+        )
     return stack
 
 

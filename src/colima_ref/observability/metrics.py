@@ -195,6 +195,13 @@ class Metrics:
         self._rate_limited = observed(
             _Cells("endpoint"), "counter", "rate_limit_exceeded", "Requests refused by rate limit"
         )
+        self._rate_limit_storage_errors = observed(
+            _Cells(),
+            "counter",
+            "rate_limit_storage_errors",
+            "Requests let through unlimited because the rate-limit storage failed",
+        )
+        self._rate_limit_storage_errors.add((), 0)
         self._dependency_requests = observed(
             _Cells("service", "operation", "outcome"),
             "counter",
@@ -264,6 +271,10 @@ class Metrics:
     def rate_limit_exceeded(self, endpoint: str) -> None:
         """Count a request refused with 429 on ``endpoint`` (a route template)."""
         self._rate_limited.add((endpoint,))
+
+    def rate_limit_storage_error(self) -> None:
+        """Count a request let through unlimited because the rate-limit storage failed."""
+        self._rate_limit_storage_errors.add(())
 
     def dependency_call(
         self, service: str, operation: str, outcome: Outcome, seconds: float

@@ -13,6 +13,7 @@ import limits
 import pytest
 from limits.aio.storage import MemoryStorage
 from limits.errors import StorageError
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -270,3 +271,25 @@ def test_rate_limit_variables_are_read_into_settings() -> None:
     assert settings.rate_limit.storage_url == "redis+cluster://127.0.0.1:7001,127.0.0.1:7002"
     assert settings.rate_limit.strategy == "fixed-window"
     assert settings.trusted_proxies == (TRUSTED[0], ipaddress.ip_network("::1"))
+
+
+def _sample(client: TestClient, name: str, labels: dict[str, str]) -> float:
+    text = client.get("/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+def test_a_429_is_counted_in_rate_limit_exceeded_total_by_route(
+    make_client: MakeClient, services: Services
+) -> None:
+    client = make_client(services, {"RATE_LIMIT_DEFAULT": "1/minute"})
+    labels = {"endpoint": "/examples/vault/secret/{service_name}"}
+
+    client.get("/examples/vault/secret/postgres")
+    client.get("/examples/vault/secret/mysql")
+    client.get("/examples/vault/secret/redis-1")
+
+    assert _sample(client, "rate_limit_exceeded_total", labels) == 2

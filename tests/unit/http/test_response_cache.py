@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -279,3 +280,21 @@ async def test_a_value_this_cache_did_not_write_is_recomputed_not_replayed(
     status, x_cache, _ = await call("/items/a")
 
     assert (status, x_cache, items.calls) == (200, "MISS", 1)
+
+
+def _sample(client: TestClient, name: str, labels: dict[str, str]) -> float:
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+def test_hits_and_misses_are_counted_by_route_template(cached_client: TestClient) -> None:
+    labels = {"endpoint": SECRET_TEMPLATE}
+
+    for service in ("postgres", "postgres", "postgres", "mysql"):
+        cached_client.get(f"/examples/vault/secret/{service}")
+
+    assert _sample(cached_client, "cache_hits_total", labels) == 2
+    assert _sample(cached_client, "cache_misses_total", labels) == 2
