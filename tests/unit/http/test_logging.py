@@ -1,0 +1,198 @@
+"""The canonical line as written (JSON through configure_logging), and the canary secret."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import pytest
+import structlog
+from starlette.testclient import TestClient
+
+from colima_ref.adapters import memory
+from colima_ref.domain.models import QueryResult
+from colima_ref.http.app import create_app
+from colima_ref.logs import configure_logging
+from colima_ref.observability.redaction import SECRETS, register_secret
+from colima_ref.ports.services import Services
+from colima_ref.settings import Settings
+
+CANONICAL = "HTTP request completed"
+CACHE_TEMPLATE = "/examples/cache/{key}"
+CANONICAL_FIELDS = {
+    "timestamp",
+    "level",
+    "logger",
+    "message",
+    "request_id",
+    "method",
+    "path",
+    "status_code",
+    "duration_ms",
+    "client_ip",
+}
+
+
+class BrokenDatabase:
+    async def current_timestamp(self) -> QueryResult:
+        raise RuntimeError("boom")
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    """Where configure_logging writes during the test; global logging is put back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield io.StringIO()
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def start(services: Services, env: Mapping[str, str] | None = None) -> TestClient:
+    @asynccontextmanager
+    async def open_services() -> AsyncIterator[Services]:
+        yield services
+
+    app = create_app(open_services, Settings.from_env(env or {}))
+    return TestClient(app, raise_server_exceptions=False, client=("10.0.0.7", 50000))
+
+
+def lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def canonical(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [line for line in lines(stream) if line["message"] == CANONICAL]
+
+
+def test_each_request_writes_one_json_line_with_every_canonical_field(
+    stream: io.StringIO,
+) -> None:
+    configure_logging("INFO", stream=stream)
+    with start(memory.services()) as client:
+        response = client.get("/examples/cache/user:1", headers={"X-Request-ID": "line-1"})
+
+    [line] = canonical(stream)
+    assert set(line) == CANONICAL_FIELDS
+    assert line["level"] == "info"
+    assert line["logger"] == "colima_ref.http"
+    assert line["timestamp"].endswith("Z")
+    assert line["request_id"] == response.headers["X-Request-ID"] == "line-1"
+    assert (line["method"], line["path"], line["status_code"]) == ("GET", CACHE_TEMPLATE, 200)
+    assert line["client_ip"] == "10.0.0.7"
+    assert isinstance(line["duration_ms"], float)
+
+
+def test_the_client_ip_is_taken_from_a_trusted_proxy(stream: io.StringIO) -> None:
+    configure_logging("INFO", stream=stream)
+    env = {"TRUSTED_PROXIES": "10.0.0.0/8"}
+    with start(memory.services(), env) as client:
+        client.get("/health/", headers={"X-Forwarded-For": "203.0.113.9, 10.0.0.8"})
+
+    [line] = canonical(stream)
+    assert line["client_ip"] == "203.0.113.9"
+
+
+def test_a_handled_error_adds_its_domain_error_type(stream: io.StringIO) -> None:
+    configure_logging("INFO", stream=stream)
+    services = memory.services()
+    services.secrets.failing = True  # type: ignore[attr-defined]
+    with start(services) as client:
+        client.get("/examples/vault/secret/postgres")
+
+    [line] = canonical(stream)
+    assert (line["status_code"], line["error_type"]) == (503, "VaultUnavailableError")
+    assert "exception" not in line
+
+
+@pytest.mark.parametrize(("debug", "traceback"), [("false", False), ("true", True)])
+def test_an_unhandled_error_adds_its_type_and_only_under_debug_its_traceback(
+    stream: io.StringIO, debug: str, traceback: bool
+) -> None:
+    configure_logging("INFO", stream=stream)
+    services = attrs.evolve(memory.services(), postgres=BrokenDatabase())
+    with start(services, {"DEBUG": debug}) as client:
+        client.get("/examples/database/postgres/query")
+
+    [line] = canonical(stream)
+    assert (line["level"], line["status_code"], line["error_type"]) == (
+        "error",
+        500,
+        "RuntimeError",
+    )
+    assert ("exception" in line) is traceback
+    if traceback:
+        assert "RuntimeError: boom" in line["exception"]
+
+
+def test_log_level_warning_keeps_only_the_lines_of_failed_requests(stream: io.StringIO) -> None:
+    configure_logging("WARNING", stream=stream)
+    services = attrs.evolve(memory.services(), postgres=BrokenDatabase())
+    with start(services) as client:
+        client.get("/health/")
+        client.get("/examples/database/postgres/query")
+
+    assert [line["status_code"] for line in canonical(stream)] == [500]
+
+
+def test_log_requests_false_writes_no_canonical_line(stream: io.StringIO) -> None:
+    configure_logging("INFO", stream=stream)
+    with start(memory.services(), {"LOG_REQUESTS": "false"}) as client:
+        response = client.get("/health/")
+
+    assert response.headers["X-Request-ID"]
+    assert canonical(stream) == []
+
+
+@pytest.fixture
+def canary() -> Iterator[str]:
+    value = f"canary-{uuid.uuid4().hex}"
+    register_secret(value)
+    yield value
+    SECRETS.discard([value])
+
+
+def test_a_planted_canary_secret_reaches_no_log_response_or_metric(
+    stream: io.StringIO, canary: str
+) -> None:
+    configure_logging("DEBUG", stream=stream)
+    services = memory.services()
+    services.secrets.put(  # type: ignore[attr-defined]
+        "postgres", {"user": "app", "password": canary, "host": "db", "port": "5432"}
+    )
+    careless = structlog.get_logger("careless.adapter")
+    bodies: list[str] = []
+
+    with start(services) as client:
+        for url in (
+            "/examples/vault/secret/postgres",
+            "/examples/vault/secret/postgres/password",
+            "/examples/vault/secret/postgres/user",
+            "/health/vault",
+        ):
+            response = client.get(url)
+            bodies.append(response.text + str(response.headers))
+        careless.info(f"connecting with {canary}", dsn=f"postgresql://app:{canary}@db/app")
+        careless.info("login", password=canary, note=canary)
+        logging.getLogger("psycopg").warning("authentication failed for %s", canary)
+        try:
+            raise ConnectionError(f"refused: {canary}")
+        except ConnectionError:
+            careless.exception("connect failed")
+        metrics = client.get("/metrics").text
+
+    written = stream.getvalue()
+    assert "connecting with" in written
+    assert "authentication failed" in written
+    assert "refused: ***" in written
+    assert canary not in written
+    assert not [body for body in bodies if canary in body]
+    assert canary not in metrics
