@@ -8,6 +8,7 @@ malformed value raises `SettingsError`, whose message is one line naming the var
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import TypeVar
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 import attrs
 import limits
 
-from colima_ref.ports.services import Backend
+from colima_ref.ports.services import SERVICE_NAMES, Backend
 
 DEFAULT_APP_NAME = "Colima Services Reference API"
 DEFAULT_CORS_ORIGINS = ("http://localhost:3000", "http://localhost:8000", "http://localhost:8080")
@@ -90,6 +91,9 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("RESPONSE_CACHE_ENABLED", "true", "true/false; caches secret and /health/all bodies"),
     EnvVar("METRICS_ENABLED", "true", "true/false; HTTP request metrics (off for the bench)"),
     EnvVar("LOG_REQUESTS", "true", "true/false; one log line per request (off for the bench)"),
+    EnvVar("CIRCUIT_BREAKER_FAIL_MAX", "5", "consecutive outages that open a service's breaker"),
+    EnvVar("CIRCUIT_BREAKER_RESET_TIMEOUT", "60", "seconds an open breaker waits before a trial"),
+    EnvVar("READINESS_SERVICES", "(empty)", "services /health/ready requires healthy (vault,...)"),
 )
 
 
@@ -133,6 +137,14 @@ class RateLimitSettings:
 
 
 @attrs.frozen
+class BreakerSettings:
+    """Every service's circuit breaker: ``fail_max`` outages open it for ``reset_timeout`` s."""
+
+    fail_max: int = 5
+    reset_timeout: float = 60.0
+
+
+@attrs.frozen
 class Settings:
     """Everything the process is configured with. Built by `from_env`; never read from globals."""
 
@@ -153,6 +165,8 @@ class Settings:
     response_cache_enabled: bool = True
     metrics_enabled: bool = True
     log_requests: bool = True
+    circuit_breaker: BreakerSettings = BreakerSettings()
+    readiness_services: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -198,6 +212,11 @@ class Settings:
             response_cache_enabled=read("RESPONSE_CACHE_ENABLED", _parse_bool, True),
             metrics_enabled=read("METRICS_ENABLED", _parse_bool, True),
             log_requests=read("LOG_REQUESTS", _parse_bool, True),
+            circuit_breaker=BreakerSettings(
+                fail_max=read("CIRCUIT_BREAKER_FAIL_MAX", _parse_fail_max, 5),
+                reset_timeout=read("CIRCUIT_BREAKER_RESET_TIMEOUT", _parse_seconds, 60.0),
+            ),
+            readiness_services=read("READINESS_SERVICES", _parse_services, ()),
         )
 
 
@@ -374,3 +393,26 @@ def _parse_networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6N
         return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in value.split(","))
     except ValueError:
         raise _MalformedError("a comma-separated list of CIDRs such as 10.0.0.0/8,::1") from None
+
+
+def _parse_fail_max(value: str) -> int:
+    if value.isascii() and value.isdigit() and 1 <= int(value) <= 1000:
+        return int(value)
+    raise _MalformedError("a whole number 1-1000")
+
+
+def _parse_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise _MalformedError("a number of seconds such as 60 or 0.5") from None
+    if not math.isfinite(seconds) or not 0 < seconds <= 86400:
+        raise _MalformedError("a number of seconds such as 60 or 0.5")
+    return seconds
+
+
+def _parse_services(value: str) -> tuple[str, ...]:
+    names = tuple(item.strip().lower() for item in value.split(",") if item.strip())
+    if not set(names) <= set(SERVICE_NAMES):
+        raise _MalformedError("a comma-separated list of " + ",".join(SERVICE_NAMES))
+    return tuple(dict.fromkeys(names))

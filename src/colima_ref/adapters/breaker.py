@@ -1,0 +1,219 @@
+"""ServiceBreaker: one circuit breaker per backing service, in our errors and our clock.
+
+aiobreaker counts failures, trips at ``fail_max``, and closes or re-opens after a trial call.
+Two things it gets wrong are done here instead:
+
+- Timing. Its open-state check and ``opens_at`` mix ``datetime.now()`` with ``utcnow()``, so
+  they are hours off outside UTC. The moment the circuit opened is taken from a monotonic clock
+  in a listener; the open state refuses calls on that clock, and it decides when the trial is due.
+- Half-open. aiobreaker lets every call through while half-open; here one trial runs at a time
+  and concurrent calls are refused until it ends.
+
+OPEN to HALF_OPEN is lazy in aiobreaker: it moves when the first call after the reset timeout
+arrives. `ServiceBreaker.state` reports ``half-open`` as soon as the timeout has elapsed (the
+next call is the trial), while the metrics count the transition, and set the state gauge, when
+that call actually arrives.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import Any, Final, Literal, Protocol, TypeVar, TypeVarTuple
+
+import aiobreaker
+import attrs
+import structlog
+
+from colima_ref.domain import errors
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+State = Literal["closed", "open", "half-open"]
+Transition = Literal["closed", "half_open", "open"]
+
+DEFAULT_FAIL_MAX: Final = 5
+DEFAULT_RESET_TIMEOUT: Final = 60.0  # seconds
+
+_TRANSITIONS: Final[Mapping[aiobreaker.CircuitBreakerState, Transition]] = {
+    aiobreaker.CircuitBreakerState.CLOSED: "closed",
+    aiobreaker.CircuitBreakerState.HALF_OPEN: "half_open",
+    aiobreaker.CircuitBreakerState.OPEN: "open",
+}
+
+
+class BreakerRecorder(Protocol):
+    """Where a breaker reports its failures and transitions (``observability.metrics.Metrics``)."""
+
+    def breaker_failure(self, service: str) -> None: ...
+
+    def breaker_changed(self, service: str, state: Transition) -> None: ...
+
+
+def counts_as_outage(service: str, exc: BaseException) -> bool:
+    """Whether ``exc`` says ``service`` itself is down: only a ServiceUnavailableError or our
+    TimeoutError that names ``service`` (or no service at all).
+
+    A missing secret, an unknown key, a refused validation or an authentication error is an
+    answer, not an outage. Neither is another service's outage: PostgreSQL reading its password
+    from a Vault that is down raises VaultUnavailableError (service ``vault``), which must open
+    Vault's breaker, not PostgreSQL's.
+    """
+    if isinstance(exc, errors.CircuitBreakerError) or not isinstance(
+        exc, errors.ServiceUnavailableError | errors.TimeoutError
+    ):
+        return False
+    named = exc.details.get("service")
+    return named is None or named == service
+
+
+@attrs.define
+class ServiceBreaker:
+    """The circuit breaker of one service (``postgres``...): adapters await every backend call
+    through `call`.
+
+    ``fail_max`` consecutive outages (see `counts_as_outage`) open the circuit; calls then raise
+    CircuitBreakerError at once, with ``retry_after`` the whole seconds left (at least 1) and
+    ``details["service"]``. After ``reset_timeout`` seconds one trial call goes through: success
+    closes the circuit, an outage opens it for another ``reset_timeout``. Any other exception
+    passes through and counts as an answer, so it resets the failure count.
+    """
+
+    service: str
+    fail_max: int = DEFAULT_FAIL_MAX
+    reset_timeout: float = DEFAULT_RESET_TIMEOUT
+    recorder: BreakerRecorder | None = attrs.field(default=None, repr=False)
+    clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False)
+    _opened_at: float | None = attrs.field(default=None, init=False)
+    _trial_running: bool = attrs.field(default=False, init=False)
+    _breaker: Any = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._breaker = aiobreaker.CircuitBreaker(
+            fail_max=self.fail_max,
+            timeout_duration=timedelta(seconds=self.reset_timeout),
+            exclude=[lambda exc: not counts_as_outage(self.service, exc)],
+            listeners=[_Listener(self)],
+            name=self.service,
+        )
+
+    async def call(self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
+        """Await ``fn(*args)`` unless the circuit is open.
+
+        Raises:
+            CircuitBreakerError: the circuit is open, a trial call is running, or this call
+                was the outage that opened it (chained from that outage).
+            Exception: whatever ``fn`` raises, while the circuit stays closed.
+        """
+        trial = self._admit()
+        if trial:
+            self._trial_running = True
+        try:
+            result: T = await self._breaker.call_async(fn, *args)
+        except aiobreaker.CircuitBreakerError as exc:
+            raise self._refusal() from exc.__cause__ or exc
+        finally:
+            if trial:
+                self._trial_running = False
+        return result
+
+    @property
+    def state(self) -> State:
+        """``closed``, ``open``, or ``half-open`` once the reset timeout has elapsed."""
+        current = self._breaker.current_state
+        if current is aiobreaker.CircuitBreakerState.CLOSED:
+            return "closed"
+        if current is aiobreaker.CircuitBreakerState.OPEN and self._seconds_left() > 0:
+            return "open"
+        return "half-open"
+
+    @property
+    def failures(self) -> int:
+        """Consecutive outages counted since the circuit last closed."""
+        count: int = self._breaker.fail_counter
+        return count
+
+    def snapshot(self) -> Mapping[str, object]:
+        """``state``, ``failures``, ``fail_max`` and, while open, ``retry_after`` (seconds)."""
+        view: dict[str, object] = {
+            "state": self.state,
+            "failures": self.failures,
+            "fail_max": self.fail_max,
+        }
+        if view["state"] == "open":
+            view["retry_after"] = _whole_seconds(self._seconds_left())
+        return view
+
+    def _admit(self) -> bool:
+        """Refuse the call if the circuit is open; True when the call is the half-open trial."""
+        current = self._breaker.current_state
+        if current is aiobreaker.CircuitBreakerState.OPEN:
+            if self._seconds_left() > 0:
+                raise self._refusal()
+            # The lazy OPEN -> HALF_OPEN step, taken on our clock rather than aiobreaker's.
+            self._breaker.half_open()
+            current = aiobreaker.CircuitBreakerState.HALF_OPEN
+        if current is aiobreaker.CircuitBreakerState.HALF_OPEN:
+            if self._trial_running:
+                raise self._refusal()
+            return True
+        return False
+
+    def _refusal(self) -> errors.CircuitBreakerError:
+        return errors.CircuitBreakerError(
+            f"The {self.service} circuit breaker is open: calls are suspended",
+            {"state": self.state, "failures": self.failures},
+            service=self.service,
+            retry_after=_whole_seconds(self._seconds_left()),
+        )
+
+    def _seconds_left(self) -> float:
+        if self._opened_at is None:
+            return 0.0
+        return self._opened_at + self.reset_timeout - self.clock()
+
+    def _entered(self, state: aiobreaker.CircuitBreakerState) -> None:
+        transition = _TRANSITIONS[state]
+        if state is aiobreaker.CircuitBreakerState.OPEN:
+            self._opened_at = self.clock()
+            log.warning(
+                "circuit_breaker.opened", service=self.service, retry_after=self.reset_timeout
+            )
+        else:
+            log.info(f"circuit_breaker.{transition}", service=self.service)
+        if self.recorder is not None:
+            self.recorder.breaker_changed(self.service, transition)
+
+    def _failed(self) -> None:
+        if self.recorder is not None:
+            self.recorder.breaker_failure(self.service)
+
+
+def _whole_seconds(seconds: float) -> int:
+    # Retry-After is whole seconds; 0 would invite a retry into a circuit that is still open.
+    return max(1, math.ceil(seconds))
+
+
+class _Listener(aiobreaker.CircuitBreakerListener):  # type: ignore[misc]
+    def __init__(self, owner: ServiceBreaker) -> None:
+        self._owner = owner
+
+    def state_change(self, _breaker: object, _old: object, new: Any) -> None:
+        self._owner._entered(new.state)
+
+    def failure(self, _breaker: object, _exc: BaseException) -> None:
+        self._owner._failed()
+
+
+async def through(
+    breaker: ServiceBreaker | None, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts
+) -> T:
+    """Await ``fn(*args)`` through ``breaker``, or directly when there is none."""
+    if breaker is None:
+        return await fn(*args)
+    return await breaker.call(fn, *args)
