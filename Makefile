@@ -1,0 +1,62 @@
+# Every target installs what it needs first, so `make run` and `make test` work on a fresh clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+# uv from PATH, else the one pip puts beside $(PYTHON) (`python -m uv` works for the PyPI wheel).
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: help uv install docs-assets run run-live lint format test test-fast devstack-up devstack-down devstack-status bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+uv:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
+		|| $(PYTHON) -m pip install --quiet --user --break-system-packages uv
+	@$(UV) --version >/dev/null 2>&1 || { echo "uv could not be installed with $(PYTHON) -m pip" >&2; exit 1; }
+
+install: uv  ## create .venv from uv.lock and fetch the offline API-docs assets
+	$(UV) sync --frozen
+	bash scripts/fetch-docs-assets.sh
+
+docs-assets:  ## fetch Swagger UI and ReDoc from the npm registry into the package
+	bash scripts/fetch-docs-assets.sh
+
+run: install  ## serve the whole contract on port 8000 with the in-memory backend
+	$(UV) run --frozen colima-ref serve --backend memory --host $(HOST) --port $(PORT)
+
+run-live: install devstack-up  ## serve against the local devstack (Vault, databases, Redis Cluster, RabbitMQ)
+	eval "$$(bash scripts/devstack.sh env)" && $(UV) run --frozen colima-ref serve --backend live --host $(HOST) --port $(PORT)
+
+lint: install  ## ruff, mypy --strict, import-linter contracts, compose file check
+	$(UV) run --frozen ruff check src tests
+	$(UV) run --frozen ruff format --check src tests
+	$(UV) run --frozen mypy
+	$(UV) run --frozen lint-imports
+	bash scripts/check-compose.sh
+
+format: uv  ## apply ruff's formatting and safe fixes
+	$(UV) run --frozen ruff format src tests
+	$(UV) run --frozen ruff check --fix src tests
+
+test: lint  ## lint, then unit, contract and integration tests with branch coverage
+	$(UV) run --frozen pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
+
+test-fast: install  ## the tests alone, no lint, no coverage
+	$(UV) run --frozen pytest -q $(PYTEST_ARGS)
+
+devstack-up: install  ## start what the live backend needs that is not already running
+	bash scripts/devstack.sh up
+
+devstack-down:  ## stop what devstack-up started
+	bash scripts/devstack.sh down
+
+devstack-status:
+	bash scripts/devstack.sh status
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov dist src/colima_ref/http/static/vendor
