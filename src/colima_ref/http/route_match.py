@@ -9,6 +9,9 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 UNMATCHED_ROUTE = "<unmatched>"
+# Rate limit and response cache both ask; the answer is kept in the scope so routes are
+# scanned once per request (an ASGI extension key, namespaced by package).
+_SCOPE_KEY = "colima_ref.route_match"
 
 
 def match_route(scope: Scope) -> tuple[str, Mapping[str, Any]]:
@@ -18,6 +21,15 @@ def match_route(scope: Scope) -> tuple[str, Mapping[str, Any]]:
     random paths shares one counter (``UNMATCHED_ROUTE``) instead of creating one per path.
     A route that matches the path but not the method (a 405) still names its template.
     """
+    known: tuple[str, Mapping[str, Any]] | None = scope.get(_SCOPE_KEY)
+    if known is not None:
+        return known
+    found = _scan(scope)
+    scope[_SCOPE_KEY] = found
+    return found
+
+
+def _scan(scope: Scope) -> tuple[str, Mapping[str, Any]]:
     app = scope.get("app")
     routes: list[BaseRoute] = getattr(app, "routes", [])
     partial: tuple[str, Mapping[str, Any]] | None = None
