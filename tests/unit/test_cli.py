@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -160,5 +161,6 @@ def test_serve_answers_health_from_a_real_process(
             time.sleep(0.2)
 
     assert status == 200, log.read_text()
-    assert '"message": "backend selected"' in log.read_text()
-    assert '"backend": "memory"' in log.read_text()
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    [selected] = [entry for entry in entries if entry["message"] == "backend selected"]
+    assert selected["backend"] == "memory"
