@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, Final, Literal, Protocol, TypeVar, TypeVarTuple
 
@@ -217,3 +217,19 @@ async def through(
     if breaker is None:
         return await fn(*args)
     return await breaker.call(fn, *args)
+
+
+def breakers_for(
+    services: Iterable[str],
+    *,
+    fail_max: int = DEFAULT_FAIL_MAX,
+    reset_timeout: float = DEFAULT_RESET_TIMEOUT,
+    recorder: BreakerRecorder | None = None,
+) -> dict[str, ServiceBreaker]:
+    """One fresh breaker per service name, all with the same limits and recorder."""
+    return {
+        service: ServiceBreaker(
+            service, fail_max=fail_max, reset_timeout=reset_timeout, recorder=recorder
+        )
+        for service in services
+    }

@@ -5,6 +5,7 @@ from typing import Literal
 
 import attrs
 
+from colima_ref.ports.breakers import BreakerStatus
 from colima_ref.ports.cache import Cache
 from colima_ref.ports.cluster import ClusterTopology
 from colima_ref.ports.databases import DocumentDatabase, SqlDatabase
@@ -19,7 +20,10 @@ SERVICE_NAMES = ("vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq")
 
 @attrs.frozen
 class Services:
-    """Everything the HTTP edge talks to, built once by the composition root."""
+    """Everything the HTTP edge talks to, built once by the composition root.
+
+    ``breakers`` holds the circuit breaker of each service that has one, for health reports.
+    """
 
     backend: Backend
     secrets: SecretStore
@@ -30,3 +34,4 @@ class Services:
     cluster: ClusterTopology
     broker: MessageBroker
     probes: Mapping[str, HealthProbe]
+    breakers: Mapping[str, BreakerStatus] = attrs.field(factory=dict)

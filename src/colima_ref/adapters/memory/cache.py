@@ -7,6 +7,7 @@ from fnmatch import fnmatchcase
 
 import attrs
 
+from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.domain.errors import CacheConnectionError
 from colima_ref.domain.models import CacheEntry, ServiceHealth
 
@@ -23,15 +24,17 @@ class InMemoryCache:
 
     The remaining ttl is rounded up to whole seconds, so a live entry never reports 0.
     ``delete_matching`` takes glob patterns (``fnmatchcase``; Redis' ``[^x]`` is written ``[!x]``).
-    Every call raises CacheConnectionError while ``failing`` is set.
+    Every call raises CacheConnectionError while ``failing`` is set; with a ``breaker``, every
+    call but ``check`` passes through it.
     """
 
     clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False)
     failing: bool = False
+    breaker: ServiceBreaker | None = attrs.field(default=None, repr=False)
     _entries: dict[str, _Stored] = attrs.field(factory=dict, init=False, repr=False)
 
     async def get(self, key: str) -> CacheEntry | None:
-        self._fail_if_told()
+        await self._reach()
         self._drop_expired()
         stored = self._entries.get(key)
         if stored is None:
@@ -41,17 +44,17 @@ class InMemoryCache:
         return CacheEntry(stored.value, ttl=math.ceil(stored.expires_at - self.clock()))
 
     async def set(self, key: str, value: str, ttl: int | None = None) -> None:
-        self._fail_if_told()
+        await self._reach()
         expires_at = None if ttl is None else self.clock() + ttl
         self._entries[key] = _Stored(value, expires_at)
 
     async def delete(self, key: str) -> bool:
-        self._fail_if_told()
+        await self._reach()
         self._drop_expired()
         return self._entries.pop(key, None) is not None
 
     async def delete_matching(self, pattern: str) -> int:
-        self._fail_if_told()
+        await self._reach()
         self._drop_expired()
         doomed = [key for key in self._entries if fnmatchcase(key, pattern)]
         for key in doomed:
@@ -71,6 +74,13 @@ class InMemoryCache:
         ]
         for key in expired:
             del self._entries[key]
+
+    async def _reach(self) -> None:
+        # The stand-in for a round trip to the backend, so the breaker sees the same outages.
+        await through(self.breaker, self._answer)
+
+    async def _answer(self) -> None:
+        self._fail_if_told()
 
     def _fail_if_told(self) -> None:
         if self.failing:

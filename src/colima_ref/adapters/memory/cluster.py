@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.domain.errors import CacheConnectionError, ResourceNotFoundError
 from colima_ref.domain.models import SLOT_COUNT, ClusterNode, ServiceHealth, SlotRange
 
@@ -60,22 +61,27 @@ class InMemoryClusterTopology:
 
     Nodes are named ``redis-1`` .. ``redis-6`` (also their ``host:port``); redis-1..3 are the
     masters. ``node_info`` raises ResourceNotFoundError for any other name. Every call raises
-    CacheConnectionError while ``failing`` is set.
+    CacheConnectionError while ``failing`` is set; with a ``breaker``, every call but ``check``
+    passes through it.
     """
 
     clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False)
     failing: bool = False
+    breaker: ServiceBreaker | None = attrs.field(default=None, repr=False)
     _nodes: tuple[ClusterNode, ...] = attrs.field(factory=_demo_nodes, init=False, repr=False)
     _started: float = attrs.field(
         default=attrs.Factory(lambda self: self.clock(), takes_self=True), init=False, repr=False
     )
 
     async def nodes(self) -> list[ClusterNode]:
-        self._fail_if_told()
+        await self._reach()
         return list(self._nodes)
 
     async def cluster_info(self) -> Mapping[str, Any]:
-        self._fail_if_told()
+        await self._reach()
+        return self._info()
+
+    def _info(self) -> Mapping[str, Any]:
         masters = [node for node in self._nodes if node.role == "master"]
         assigned = sum(slots.count for node in masters for slots in node.slots)
         myself = next(node for node in self._nodes if "myself" in node.flags)
@@ -94,7 +100,7 @@ class InMemoryClusterTopology:
         }
 
     async def node_info(self, node: str) -> Mapping[str, Any]:
-        self._fail_if_told()
+        await self._reach()
         found = _node_lookup(self._nodes).get(node)
         if found is None:
             raise ResourceNotFoundError(f"Unknown Redis node {node!r}", {"node": node})
@@ -125,7 +131,8 @@ class InMemoryClusterTopology:
         }
 
     async def check(self) -> ServiceHealth:
-        info = await self.cluster_info()
+        self._fail_if_told()
+        info = self._info()
         return ServiceHealth(
             healthy=info["cluster_state"] == "ok",
             info={
@@ -134,6 +141,13 @@ class InMemoryClusterTopology:
                 "total_nodes": info["cluster_known_nodes"],
             },
         )
+
+    async def _reach(self) -> None:
+        # The stand-in for a round trip to the backend, so the breaker sees the same outages.
+        await through(self.breaker, self._answer)
+
+    async def _answer(self) -> None:
+        self._fail_if_told()
 
     def _fail_if_told(self) -> None:
         if self.failing:

@@ -6,6 +6,7 @@ from typing import Literal
 
 import attrs
 
+from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.domain.errors import DatabaseConnectionError
 from colima_ref.domain.models import QueryResult, ServiceHealth
 
@@ -38,21 +39,30 @@ def _as_text(engine: SqlEngine, moment: datetime) -> str:
 class InMemorySqlDatabase:
     """A SqlDatabase and HealthProbe answering the test query from an injectable clock.
 
-    Every call raises DatabaseConnectionError while ``failing`` is set.
+    Every call raises DatabaseConnectionError while ``failing`` is set. With a ``breaker``,
+    every call but ``check`` passes through it.
     """
 
     engine: SqlEngine
     clock: Callable[[], datetime] = attrs.field(default=_utc_now, repr=False)
     failing: bool = False
+    breaker: ServiceBreaker | None = attrs.field(default=None, repr=False)
 
     async def current_timestamp(self) -> QueryResult:
-        self._fail_if_told()
+        await self._reach()
         result = _as_text(self.engine, self.clock())
         return QueryResult(query=_TEST_QUERY[self.engine], result=result)
 
     async def check(self) -> ServiceHealth:
         self._fail_if_told()
         return ServiceHealth(healthy=True, info={"version": f"{self.engine} (in-memory)"})
+
+    async def _reach(self) -> None:
+        # The stand-in for a round trip to the backend, so the breaker sees the same outages.
+        await through(self.breaker, self._answer)
+
+    async def _answer(self) -> None:
+        self._fail_if_told()
 
     def _fail_if_told(self) -> None:
         if self.failing:
@@ -65,19 +75,28 @@ class InMemorySqlDatabase:
 class InMemoryDocumentDatabase:
     """A DocumentDatabase and HealthProbe holding a fixed list of collection names.
 
-    Every call raises DatabaseConnectionError while ``failing`` is set.
+    Every call raises DatabaseConnectionError while ``failing`` is set. With a ``breaker``,
+    every call but ``check`` passes through it.
     """
 
     collections: tuple[str, ...] = ("users", "sessions", "logs")
     failing: bool = False
+    breaker: ServiceBreaker | None = attrs.field(default=None, repr=False)
 
     async def collection_names(self) -> list[str]:
-        self._fail_if_told()
+        await self._reach()
         return list(self.collections)
 
     async def check(self) -> ServiceHealth:
         self._fail_if_told()
         return ServiceHealth(healthy=True, info={"version": "MongoDB (in-memory)"})
+
+    async def _reach(self) -> None:
+        # The stand-in for a round trip to the backend, so the breaker sees the same outages.
+        await through(self.breaker, self._answer)
+
+    async def _answer(self) -> None:
+        self._fail_if_told()
 
     def _fail_if_told(self) -> None:
         if self.failing:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import attrs
 
+from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.domain.errors import MessageQueueError
 from colima_ref.domain.models import QueueInfo, ServiceHealth
 
@@ -11,18 +12,19 @@ class InMemoryMessageBroker:
     """A MessageBroker and HealthProbe keeping each queue's messages in a list, with no consumers.
 
     ``publish`` creates the queue; ``queue_info`` never does. Every call raises MessageQueueError
-    while ``failing`` is set.
+    while ``failing`` is set. With a ``breaker``, every call but ``check`` passes through it.
     """
 
     failing: bool = False
+    breaker: ServiceBreaker | None = attrs.field(default=None, repr=False)
     _queues: dict[str, list[bytes]] = attrs.field(factory=dict, init=False, repr=False)
 
     async def publish(self, queue: str, body: bytes) -> None:
-        self._fail_if_told()
+        await self._reach()
         self._queues.setdefault(queue, []).append(body)
 
     async def queue_info(self, queue: str) -> QueueInfo:
-        self._fail_if_told()
+        await self._reach()
         messages = self._queues.get(queue)
         if messages is None:
             return QueueInfo(queue=queue, exists=False)
@@ -35,6 +37,13 @@ class InMemoryMessageBroker:
     async def check(self) -> ServiceHealth:
         self._fail_if_told()
         return ServiceHealth(healthy=True, info={"backend": "memory"})
+
+    async def _reach(self) -> None:
+        # The stand-in for a round trip to the backend, so the breaker sees the same outages.
+        await through(self.breaker, self._answer)
+
+    async def _answer(self) -> None:
+        self._fail_if_told()
 
     def _fail_if_told(self) -> None:
         if self.failing:

@@ -4,6 +4,7 @@ from collections.abc import Mapping
 
 import attrs
 
+from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.domain.errors import ResourceNotFoundError, VaultUnavailableError
 from colima_ref.domain.models import Secret, ServiceHealth
 
@@ -52,16 +53,18 @@ class InMemorySecretStore:
     """A SecretStore and HealthProbe over a dict, seeded with demo credentials by default.
 
     ``read`` raises ResourceNotFoundError for an unknown path; every call raises
-    VaultUnavailableError while ``failing`` is set.
+    VaultUnavailableError while ``failing`` is set. With a ``breaker``, every call but ``check``
+    passes through it.
     """
 
     _secrets: dict[str, dict[str, str]] = attrs.field(
         default=None, converter=_copy, alias="secrets", repr=False
     )
     failing: bool = False
+    breaker: ServiceBreaker | None = attrs.field(default=None, repr=False)
 
     async def read(self, path: str) -> Secret:
-        self._fail_if_told()
+        await self._reach()
         try:
             data = self._secrets[path]
         except KeyError:
@@ -83,6 +86,13 @@ class InMemorySecretStore:
                 "backend": "memory",
             },
         )
+
+    async def _reach(self) -> None:
+        # The stand-in for a round trip to the backend, so the breaker sees the same outages.
+        await through(self.breaker, self._answer)
+
+    async def _answer(self) -> None:
+        self._fail_if_told()
 
     def _fail_if_told(self) -> None:
         if self.failing:
