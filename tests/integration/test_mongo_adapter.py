@@ -288,6 +288,18 @@ async def test_a_command_the_server_fails_is_a_connection_error_naming_the_code(
     assert caught.value.details == {"service": "mongodb", "cause": "OperationFailure", "code": code}
 
 
+async def test_a_connection_dropped_on_every_try_is_a_connection_error(server: Secantus) -> None:
+    server.fail_next(["listCollections"], times=2, closeConnection=True)
+
+    async with mongo_on(server.port, InMemorySecretStore({"mongodb": server.secret()})) as mongo:
+        with pytest.raises(DatabaseConnectionError) as caught:
+            await mongo.collection_names()
+        names = await mongo.collection_names()
+
+    assert caught.value.message == "MongoDB dropped the connection"
+    assert names == sorted(COLLECTIONS)
+
+
 async def test_a_command_slower_than_the_operation_timeout_is_a_gateway_timeout(
     server: Secantus,
 ) -> None:

@@ -9,7 +9,12 @@ from typing import Any, TypeVar
 
 import attrs
 from pymongo import AsyncMongoClient
-from pymongo.errors import OperationFailure, PyMongoError, ServerSelectionTimeoutError
+from pymongo.errors import (
+    ConnectionFailure,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
 
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.domain import errors
@@ -247,6 +252,10 @@ def _translated() -> Iterator[None]:
         if exc.timeout:
             raise errors.TimeoutError(
                 "MongoDB did not answer in time", {"service": SERVICE, **_cause(exc)}
+            ) from exc
+        if isinstance(exc, ConnectionFailure):
+            raise errors.DatabaseConnectionError(
+                "MongoDB dropped the connection", _cause(exc), service=SERVICE
             ) from exc
         raise errors.DatabaseConnectionError(
             "MongoDB failed the command", _cause(exc), service=SERVICE
