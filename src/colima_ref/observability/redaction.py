@@ -85,10 +85,15 @@ def redact_secrets(
     Put it after ``format_exc_info`` so that tracebacks are text it can search.
     """
     secrets = SECRETS
+    exact = secrets.exact
     for key, value in event_dict.items():
-        if isinstance(key, str) and looks_like_credential(key):
+        if looks_like_credential(key):
             if value is not None:
                 event_dict[key] = MASK
+        elif type(value) is str:
+            # Most fields are short strings and most processes hold few secrets: stay cheap.
+            if exact:
+                event_dict[key] = _scrub_text(value, secrets)
         elif not isinstance(value, _PLAIN):
             event_dict[key] = _scrub(value, secrets)
     return event_dict
