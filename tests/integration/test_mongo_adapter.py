@@ -85,7 +85,7 @@ class Secantus:
 
     def provision(self) -> None:
         with self.admin() as client:
-            client.admin.command(
+            client[DATABASE].command(
                 "createUser", USER, pwd=self.password, roles=[{"role": "dbOwner", "db": DATABASE}]
             )
             for name in COLLECTIONS:
@@ -94,7 +94,7 @@ class Secantus:
     def rotate(self) -> str:
         self.password = secrets.token_urlsafe(16)
         with self.admin() as client:
-            client.admin.command("updateUser", USER, pwd=self.password)
+            client[DATABASE].command("updateUser", USER, pwd=self.password)
         return self.password
 
     def fail_next(self, commands: list[str], times: int = 1, **data: Any) -> None:

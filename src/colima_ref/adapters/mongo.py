@@ -46,10 +46,11 @@ class MongoDocumentDatabase:
     """DocumentDatabase and HealthProbe on one pymongo ``AsyncMongoClient``.
 
     The client is built on first use with the user, password and database read from
-    ``credentials`` at ``secret_path``; the user is looked up in ``auth_source`` (``admin``, where
-    MongoDB images and the devstack create users). When MongoDB refuses that login (code 18), the
-    credential is invalidated, read again, the client rebuilt and the call tried once more, so a
-    rotated password is picked up without a restart.
+    ``credentials`` at ``secret_path``; the user is looked up in ``auth_source``, by default that
+    database, as in a ``mongodb://.../database`` URI (pass ``"admin"`` for users made there).
+    When MongoDB refuses that login (code 18), the credential is invalidated, read again, the
+    client rebuilt and the call tried once more, so a rotated password is picked up without a
+    restart.
 
     ``direct_connection`` talks to the one configured server even when it advertises a replica set
     (SecantusDB advertises a single-node set whose member name need not resolve from here).
@@ -64,7 +65,7 @@ class MongoDocumentDatabase:
     _port: int
     _credentials: CredentialSource
     _secret_path: str = SERVICE
-    _auth_source: str = "admin"
+    _auth_source: str | None = None
     _direct_connection: bool = True
     _connect_timeout: float = 2.0
     _operation_timeout: float = 5.0
@@ -82,7 +83,7 @@ class MongoDocumentDatabase:
         port: int,
         credentials: CredentialSource,
         secret_path: str = SERVICE,
-        auth_source: str = "admin",
+        auth_source: str | None = None,
         direct_connection: bool = True,
         connect_timeout: float = 2.0,
         operation_timeout: float = 5.0,
@@ -199,7 +200,7 @@ class MongoDocumentDatabase:
             port=self._port,
             username=secret.data.get("user") or None,
             password=secret.data.get("password") or None,
-            authSource=self._auth_source,
+            authSource=self._auth_source or database,
             directConnection=self._direct_connection,
             serverSelectionTimeoutMS=_ms(self._connect_timeout),
             connectTimeoutMS=_ms(self._connect_timeout),
