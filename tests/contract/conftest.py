@@ -19,8 +19,10 @@ import pytest
 
 from colima_ref.adapters import memory
 from colima_ref.adapters.credentials import CredentialSource
+from colima_ref.adapters.mongo import MongoDocumentDatabase
 from colima_ref.adapters.mysql import MySqlDatabase
 from colima_ref.adapters.postgres import PostgresDatabase
+from colima_ref.adapters.rabbitmq import RabbitMqBroker
 from colima_ref.adapters.redis import RedisCache, RedisClusterTopology, RedisConnection
 from colima_ref.adapters.vault import VaultSecretStore
 from colima_ref.domain.errors import ServiceUnavailableError
@@ -90,6 +92,22 @@ _mysql = _vault_backed(
         credentials=credentials,
     ),
 )
+_mongodb = _vault_backed(
+    "mongodb",
+    lambda credentials: MongoDocumentDatabase.open(
+        host=os.environ.get("MONGODB_HOST", "127.0.0.1"),
+        port=int(os.environ.get("MONGODB_PORT", "27017")),
+        credentials=credentials,
+    ),
+)
+_rabbitmq = _vault_backed(
+    "rabbitmq",
+    lambda credentials: RabbitMqBroker.open(
+        host=os.environ.get("RABBITMQ_HOST", "127.0.0.1"),
+        port=int(os.environ.get("RABBITMQ_PORT", "5672")),
+        credentials=credentials,
+    ),
+)
 
 
 def _redis(build: Callable[[RedisConnection], object]) -> Opener:
@@ -111,6 +129,10 @@ OPENERS: dict[tuple[type[Any], str], Opener] = {
     (HealthProbe, "postgres"): _postgres,
     (SqlDatabase, "mysql"): _mysql,
     (HealthProbe, "mysql"): _mysql,
+    (DocumentDatabase, "mongodb"): _mongodb,
+    (HealthProbe, "mongodb"): _mongodb,
+    (MessageBroker, "rabbitmq"): _rabbitmq,
+    (HealthProbe, "rabbitmq"): _rabbitmq,
     (Cache, "redis"): _redis(RedisCache),
     (ClusterTopology, "redis"): _redis(RedisClusterTopology),
     (HealthProbe, "redis"): _redis(RedisClusterTopology),

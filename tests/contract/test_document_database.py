@@ -11,7 +11,7 @@ from colima_ref.ports.databases import DocumentDatabase
 from .conftest import open_adapter
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", pytest.param("mongodb", marks=pytest.mark.mongodb)])
 async def document_database(request: pytest.FixtureRequest) -> AsyncIterator[DocumentDatabase]:
     async with open_adapter(DocumentDatabase, request.param) as database:
         yield database

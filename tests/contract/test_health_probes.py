@@ -26,6 +26,8 @@ INFO_KEYS = {
         *(f"memory:{name}" for name in SERVICE_NAMES),
         pytest.param("postgres", marks=pytest.mark.postgres),
         pytest.param("mysql", marks=pytest.mark.mysql),
+        pytest.param("mongodb", marks=pytest.mark.mongodb),
+        pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
         pytest.param("redis", marks=pytest.mark.redis),
     ]
 )

@@ -14,7 +14,7 @@ from colima_ref.ports.messaging import MessageBroker
 from .conftest import open_adapter
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
 async def broker(request: pytest.FixtureRequest) -> AsyncIterator[MessageBroker]:
     async with open_adapter(MessageBroker, request.param) as opened:
         yield opened
