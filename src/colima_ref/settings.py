@@ -69,6 +69,16 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("CORS_ORIGINS", ",".join(DEFAULT_CORS_ORIGINS), "comma-separated allowed origins"),
     EnvVar("VAULT_ADDR", "http://127.0.0.1:8200", "Vault (or OpenBao) URL"),
     EnvVar("VAULT_TOKEN", "(none)", "Vault token; never logged or shown"),
+    EnvVar("VAULT_ROLE_ID", "(none)", "AppRole role_id, with VAULT_SECRET_ID instead of a token"),
+    EnvVar("VAULT_SECRET_ID", "(none)", "AppRole secret_id; never logged or shown"),
+    EnvVar("VAULT_MOUNT", "secret", "KV v2 mount the service secrets live in"),
+    EnvVar("VAULT_PATH_PREFIX", "(empty)", "folder in that mount before each service's path"),
+    EnvVar("VAULT_TIMEOUT", "2", "seconds per Vault request"),
+    EnvVar("CREDENTIAL_TTL", "300", "seconds a credential read from Vault is reused"),
+    EnvVar("CONNECT_TIMEOUT", "2", "seconds to connect to a database, Redis or RabbitMQ"),
+    EnvVar("OPERATION_TIMEOUT", "5", "seconds for one backend call before it answers 504/503"),
+    EnvVar("DB_POOL_MIN", "1", "connections each SQL pool keeps open"),
+    EnvVar("DB_POOL_MAX", "10", "connections each pool (SQL, MongoDB, Redis node) may open"),
     EnvVar("POSTGRES_HOST", "127.0.0.1", "PostgreSQL host"),
     EnvVar("POSTGRES_PORT", "5432", "PostgreSQL port"),
     EnvVar("MYSQL_HOST", "127.0.0.1", "MySQL/MariaDB host"),
@@ -80,6 +90,7 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("REDIS_NODES", "(empty)", "Redis Cluster seeds host:port[,host:port...]"),
     EnvVar("RABBITMQ_HOST", "127.0.0.1", "RabbitMQ host"),
     EnvVar("RABBITMQ_PORT", "5672", "RabbitMQ port"),
+    EnvVar("RABBITMQ_VHOST", "dev_vhost", "vhost used when the rabbitmq secret names none"),
     EnvVar("RATE_LIMIT_ENABLED", "true", "true/false; per client IP and route"),
     EnvVar("RATE_LIMIT_DEFAULT", "100/minute", "limit of every route without its own"),
     EnvVar("RATE_LIMIT_HEALTH", "200/minute", "limit of each /health route"),
@@ -107,8 +118,26 @@ class Endpoint:
 
 @attrs.frozen
 class VaultSettings:
+    """Where Vault is and how to log in: a token, or an AppRole role_id + secret_id."""
+
     addr: str
     token: str | None = attrs.field(default=None, repr=False)
+    role_id: str | None = attrs.field(default=None, repr=False)
+    secret_id: str | None = attrs.field(default=None, repr=False)
+    mount: str = "secret"
+    path_prefix: str = ""
+    timeout: float = 2.0
+
+
+@attrs.frozen
+class BackendSettings:
+    """What every live adapter shares: timeouts in seconds, pool sizes, credential reuse."""
+
+    connect_timeout: float = 2.0
+    operation_timeout: float = 5.0
+    pool_min: int = 1
+    pool_max: int = 10
+    credential_ttl: float = 300.0
 
 
 @attrs.frozen
@@ -160,6 +189,8 @@ class Settings:
     mongodb: Endpoint = Endpoint("127.0.0.1", 27017)
     redis: RedisSettings = RedisSettings("127.0.0.1", 6379)
     rabbitmq: Endpoint = Endpoint("127.0.0.1", 5672)
+    rabbitmq_vhost: str = "dev_vhost"
+    backends: BackendSettings = BackendSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     response_cache_enabled: bool = True
@@ -187,6 +218,11 @@ class Settings:
             vault=VaultSettings(
                 addr=read("VAULT_ADDR", _parse_url, "http://127.0.0.1:8200"),
                 token=read.secret("VAULT_TOKEN", _parse_token),
+                role_id=read.secret("VAULT_ROLE_ID", _parse_token),
+                secret_id=read.secret("VAULT_SECRET_ID", _parse_token),
+                mount=read("VAULT_MOUNT", _parse_vault_path, "secret"),
+                path_prefix=read("VAULT_PATH_PREFIX", _parse_vault_path, ""),
+                timeout=read("VAULT_TIMEOUT", _parse_seconds, 2.0),
             ),
             postgres=read.endpoint("POSTGRES", 5432),
             mysql=read.endpoint("MYSQL", 3306),
@@ -197,6 +233,8 @@ class Settings:
                 nodes=read("REDIS_NODES", _parse_nodes, ()),
             ),
             rabbitmq=read.endpoint("RABBITMQ", 5672),
+            rabbitmq_vhost=read("RABBITMQ_VHOST", _parse_vhost, "dev_vhost"),
+            backends=_read_backends(read),
             rate_limit=RateLimitSettings(
                 enabled=read("RATE_LIMIT_ENABLED", _parse_bool, True),
                 default=read("RATE_LIMIT_DEFAULT", _parse_limit, "100/minute"),
@@ -270,6 +308,20 @@ def _select_backend(read: _Reader) -> tuple[Backend, str]:
     return "memory", "default"
 
 
+def _read_backends(read: _Reader) -> BackendSettings:
+    pool_min = read("DB_POOL_MIN", _parse_count, 1)
+    pool_max = read("DB_POOL_MAX", _parse_count, 10)
+    if pool_max < pool_min:
+        raise SettingsError("DB_POOL_MAX", f"at least DB_POOL_MIN ({pool_min})", str(pool_max))
+    return BackendSettings(
+        connect_timeout=read("CONNECT_TIMEOUT", _parse_seconds, 2.0),
+        operation_timeout=read("OPERATION_TIMEOUT", _parse_seconds, 5.0),
+        pool_min=pool_min,
+        pool_max=pool_max,
+        credential_ttl=read("CREDENTIAL_TTL", _parse_seconds, 300.0),
+    )
+
+
 def _parse_backend(value: str) -> Backend:
     lowered = value.lower()
     if lowered == "memory":
@@ -300,6 +352,24 @@ def _parse_port(value: str) -> int:
     if _PORT.fullmatch(value) and 1 <= int(value) <= 65535:
         return int(value)
     raise _MalformedError("a port number 1-65535")
+
+
+def _parse_count(value: str) -> int:
+    if value.isascii() and value.isdigit() and 1 <= int(value) <= 1000:
+        return int(value)
+    raise _MalformedError("a whole number 1-1000")
+
+
+def _parse_vault_path(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*", value.strip("/")):
+        raise _MalformedError("a Vault path of letters, digits, _ . - separated by /")
+    return value.strip("/")
+
+
+def _parse_vhost(value: str) -> str:
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise _MalformedError("a vhost name without spaces or control characters")
+    return value
 
 
 def _parse_host(value: str) -> str:
