@@ -21,8 +21,8 @@ def make_app() -> Starlette:
     """
     try:
         settings = Settings.from_env(os.environ)
+        configure_logging(settings.log_level)
+        return build_app(settings)
     except SettingsError as exc:
         print(f"colima-ref: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(settings.log_level)
-    return build_app(settings)

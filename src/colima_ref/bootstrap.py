@@ -148,7 +148,19 @@ def _check_vault_login(settings: Settings) -> None:
     vault = settings.vault
     try:
         auth_from(token=vault.token, role_id=vault.role_id, secret_id=vault.secret_id)
-    except ConfigurationError as exc:
+    except ConfigurationError:
+        given = [
+            name
+            for name, value in (
+                ("VAULT_TOKEN", vault.token),
+                ("VAULT_ROLE_ID", vault.role_id),
+                ("VAULT_SECRET_ID", vault.secret_id),
+            )
+            if value
+        ]
+        # Names only: the values are secrets.
         raise SettingsError(
-            "VAULT_TOKEN", f"set, or VAULT_ROLE_ID and VAULT_SECRET_ID ({exc.message})", None
+            "VAULT_TOKEN",
+            "set, or else VAULT_ROLE_ID and VAULT_SECRET_ID (exactly one Vault login)",
+            " and ".join(given) or "none of them",
         ) from None

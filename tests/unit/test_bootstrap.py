@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import socket
+
 import pytest
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
 from colima_ref.bootstrap import build_app, open_services
+from colima_ref.domain.errors import VaultUnavailableError
 from colima_ref.ports.services import SERVICE_NAMES
-from colima_ref.settings import Settings
+from colima_ref.settings import BackendSettings, Settings, SettingsError
 
 
 async def test_the_memory_backend_opens_in_memory_services() -> None:
@@ -27,13 +30,89 @@ async def test_the_chosen_backend_and_its_reason_are_logged_at_start_up() -> Non
     ]
 
 
-async def test_the_live_backend_never_falls_back_to_memory() -> None:
-    """Until the live adapters land (issue 3) opening live fails instead of serving demo data."""
-    settings = Settings.from_env({"VAULT_ADDR": "http://127.0.0.1:8200"})
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
-    with pytest.raises(NotImplementedError, match="issue 3"):
-        async with open_services(settings):
-            pass
+
+async def test_the_live_backend_opens_degraded_while_every_service_is_down() -> None:
+    """Nothing listens on the port: opening still succeeds, and no service falls back to memory."""
+    port = str(closed_port())
+    env = {"VAULT_ADDR": f"http://127.0.0.1:{port}", "VAULT_TOKEN": "t", "VAULT_TIMEOUT": "0.5"}
+    for service in ("POSTGRES", "MYSQL", "MONGODB", "REDIS", "RABBITMQ"):
+        env[f"{service}_PORT"] = port
+
+    async with open_services(Settings.from_env(env)) as services:
+        assert services.backend == "live"
+        assert set(services.probes) == set(SERVICE_NAMES)
+        with pytest.raises(VaultUnavailableError):
+            await services.secrets.read("postgres")
+
+
+@pytest.mark.parametrize(
+    "login",
+    [
+        {},
+        {
+            "VAULT_TOKEN": "tok-canary",
+            "VAULT_ROLE_ID": "role-canary",
+            "VAULT_SECRET_ID": "id-canary",
+        },
+        {"VAULT_ROLE_ID": "role-canary"},
+    ],
+    ids=["none", "token-and-approle", "role-id-alone"],
+)
+def test_the_live_app_is_refused_before_start_unless_vault_has_exactly_one_login(
+    login: dict[str, str],
+) -> None:
+    settings = Settings.from_env({"COLIMA_BACKEND": "live", **login})
+
+    with pytest.raises(SettingsError, match="VAULT_TOKEN") as refused:
+        build_app(settings)
+
+    assert "\n" not in str(refused.value)
+    assert "canary" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "login",
+    [{"VAULT_TOKEN": "t"}, {"VAULT_ROLE_ID": "r", "VAULT_SECRET_ID": "s"}],
+    ids=["token", "approle"],
+)
+def test_the_live_app_is_built_with_either_vault_login(login: dict[str, str]) -> None:
+    assert build_app(Settings.from_env({"COLIMA_BACKEND": "live", **login})) is not None
+
+
+def test_a_pool_maximum_below_its_minimum_is_refused_naming_the_variable() -> None:
+    with pytest.raises(SettingsError, match="DB_POOL_MAX"):
+        Settings.from_env({"DB_POOL_MIN": "5", "DB_POOL_MAX": "2"})
+
+
+def test_the_live_settings_read_timeouts_pools_and_vault_location() -> None:
+    settings = Settings.from_env(
+        {
+            "CONNECT_TIMEOUT": "0.5",
+            "OPERATION_TIMEOUT": "3",
+            "DB_POOL_MIN": "2",
+            "DB_POOL_MAX": "4",
+            "CREDENTIAL_TTL": "60",
+            "VAULT_MOUNT": "kv",
+            "VAULT_PATH_PREFIX": "/team/app/",
+            "RABBITMQ_VHOST": "other",
+        }
+    )
+
+    assert settings.backends == BackendSettings(0.5, 3.0, 2, 4, 60.0)
+    assert (settings.vault.mount, settings.vault.path_prefix) == ("kv", "team/app")
+    assert settings.rabbitmq_vhost == "other"
+
+
+def test_the_approle_secret_id_never_appears_in_the_settings_repr() -> None:
+    settings = Settings.from_env({"VAULT_ROLE_ID": "role-canary", "VAULT_SECRET_ID": "id-canary"})
+
+    assert "canary" not in repr(settings)
 
 
 def test_the_built_app_answers_health_on_the_memory_backend() -> None:
