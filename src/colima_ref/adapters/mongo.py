@@ -16,6 +16,7 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
+from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.domain import errors
 from colima_ref.domain.models import ServiceHealth
@@ -59,6 +60,9 @@ class MongoDocumentDatabase:
     ``connect_timeout``, refuses the login or fails the command, and TimeoutError (504) when it
     takes longer than ``operation_timeout``. Errors of the secret store (VaultUnavailableError...)
     pass through, except a missing secret, which is a DatabaseConnectionError.
+
+    With a ``breaker``, every call but ``check`` passes through it and raises CircuitBreakerError
+    while it is open; a health probe always reaches the server, so recovery shows.
     """
 
     _host: str
@@ -71,6 +75,7 @@ class MongoDocumentDatabase:
     _operation_timeout: float = 5.0
     _min_size: int = 1
     _max_size: int = 10
+    _breaker: ServiceBreaker | None = attrs.field(default=None, repr=False)
     _current: _Session | None = attrs.field(default=None, init=False)
     _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
 
@@ -89,6 +94,7 @@ class MongoDocumentDatabase:
         operation_timeout: float = 5.0,
         min_size: int = 1,
         max_size: int = 10,
+        breaker: ServiceBreaker | None = None,
     ) -> AsyncIterator[MongoDocumentDatabase]:
         """Yield a database that connects on first use and closes its client on exit.
 
@@ -106,6 +112,7 @@ class MongoDocumentDatabase:
             operation_timeout=operation_timeout,
             min_size=min_size,
             max_size=max_size,
+            breaker=breaker,
         )
         try:
             yield database
@@ -122,7 +129,7 @@ class MongoDocumentDatabase:
     async def check(self) -> ServiceHealth:
         """Healthy with the ``version`` from ``buildInfo`` once a logged-in command round-trips."""
         info = await self._run(
-            lambda session: session.client[session.database].command("buildInfo")
+            lambda session: session.client[session.database].command("buildInfo"), probe=True
         )
         return ServiceHealth(healthy=True, info={"version": str(info.get("version", "unknown"))})
 
@@ -133,7 +140,11 @@ class MongoDocumentDatabase:
                 await self._current.client.close()
                 self._current = None
 
-    async def _run(self, command: Callable[[_Session], Awaitable[T]]) -> T:
+    async def _run(self, command: Callable[[_Session], Awaitable[T]], *, probe: bool = False) -> T:
+        """Every call to MongoDB, through the circuit breaker unless it is a health probe."""
+        return await through(None if probe else self._breaker, self._call, command)
+
+    async def _call(self, command: Callable[[_Session], Awaitable[T]]) -> T:
         """Run ``command`` on the current client: every call to MongoDB passes here."""
         try:
             async with asyncio.timeout(self._operation_timeout):

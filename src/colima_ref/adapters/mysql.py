@@ -14,6 +14,7 @@ from asyncmy.connection import Connection
 from asyncmy.errors import MySQLError
 from asyncmy.pool import Pool
 
+from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueryResult, ServiceHealth
@@ -44,6 +45,9 @@ class MySqlDatabase:
     and TimeoutError (504) when it takes longer than ``operation_timeout``. Errors of the secret
     store (VaultUnavailableError...) pass through, except a missing secret, which is a
     DatabaseConnectionError.
+
+    With a ``breaker``, every call but ``check`` passes through it and raises CircuitBreakerError
+    while it is open; a health probe always reaches the server, so recovery shows.
     """
 
     _host: str
@@ -54,6 +58,7 @@ class MySqlDatabase:
     _operation_timeout: float = 5.0
     _min_size: int = 1
     _max_size: int = 10
+    _breaker: ServiceBreaker | None = attrs.field(default=None, repr=False)
     _current: Pool | None = attrs.field(default=None, init=False)
     _created: int = attrs.field(default=0, init=False)
     _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
@@ -71,6 +76,7 @@ class MySqlDatabase:
         operation_timeout: float = 5.0,
         min_size: int = 1,
         max_size: int = 10,
+        breaker: ServiceBreaker | None = None,
     ) -> AsyncIterator[MySqlDatabase]:
         """Yield a database that connects on first use and closes its pool on exit.
 
@@ -86,6 +92,7 @@ class MySqlDatabase:
             operation_timeout=operation_timeout,
             min_size=min_size,
             max_size=max_size,
+            breaker=breaker,
         )
         try:
             yield database
@@ -99,7 +106,7 @@ class MySqlDatabase:
 
     async def check(self) -> ServiceHealth:
         """Healthy with ``version`` ("10.11.19-MariaDB-0+deb12u1") when a query round-trips."""
-        version = await self._run(lambda conn: _first_value(conn, _VERSION_QUERY))
+        version = await self._run(lambda conn: _first_value(conn, _VERSION_QUERY), probe=True)
         return ServiceHealth(healthy=True, info={"version": str(version)})
 
     async def close(self) -> None:
@@ -109,7 +116,11 @@ class MySqlDatabase:
                 await _close(self._current)
                 self._current = None
 
-    async def _run(self, query: Callable[[Connection], Awaitable[T]]) -> T:
+    async def _run(self, query: Callable[[Connection], Awaitable[T]], *, probe: bool = False) -> T:
+        """Every call to MySQL, through the circuit breaker unless it is a health probe."""
+        return await through(None if probe else self._breaker, self._call, query)
+
+    async def _call(self, query: Callable[[Connection], Awaitable[T]]) -> T:
         """Run ``query`` on a pooled connection: every call to the server passes here."""
         try:
             async with asyncio.timeout(self._operation_timeout):

@@ -15,6 +15,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
+from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueryResult, ServiceHealth
@@ -62,6 +63,9 @@ class PostgresDatabase:
     login, and TimeoutError (504) when it takes
     longer than ``operation_timeout``. Errors of the secret store (VaultUnavailableError...) pass
     through, except a missing secret, which is a DatabaseConnectionError.
+
+    With a ``breaker``, every call but ``check`` passes through it and raises CircuitBreakerError
+    while it is open; a health probe always reaches the server, so recovery shows.
     """
 
     _host: str
@@ -72,6 +76,7 @@ class PostgresDatabase:
     _operation_timeout: float = 5.0
     _min_size: int = 1
     _max_size: int = 10
+    _breaker: ServiceBreaker | None = attrs.field(default=None, repr=False)
     _current: _Pool | None = attrs.field(default=None, init=False)
     _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
 
@@ -88,6 +93,7 @@ class PostgresDatabase:
         operation_timeout: float = 5.0,
         min_size: int = 1,
         max_size: int = 10,
+        breaker: ServiceBreaker | None = None,
     ) -> AsyncIterator[PostgresDatabase]:
         """Yield a database that connects on first use and closes its pool on exit.
 
@@ -103,6 +109,7 @@ class PostgresDatabase:
             operation_timeout=operation_timeout,
             min_size=min_size,
             max_size=max_size,
+            breaker=breaker,
         )
         try:
             yield database
@@ -116,7 +123,9 @@ class PostgresDatabase:
 
     async def check(self) -> ServiceHealth:
         """Healthy with ``version`` ("PostgreSQL 15.20") when a query round-trips."""
-        version = await self._run(lambda conn: _first_value_as_text(conn, _VERSION_QUERY))
+        version = await self._run(
+            lambda conn: _first_value_as_text(conn, _VERSION_QUERY), probe=True
+        )
         return ServiceHealth(healthy=True, info={"version": " ".join(version.split()[:2])})
 
     async def close(self) -> None:
@@ -126,7 +135,11 @@ class PostgresDatabase:
                 await self._current.pool.close()
                 self._current = None
 
-    async def _run(self, query: Callable[[Connection], Awaitable[T]]) -> T:
+    async def _run(self, query: Callable[[Connection], Awaitable[T]], *, probe: bool = False) -> T:
+        """Every call to PostgreSQL, through the circuit breaker unless it is a health probe."""
+        return await through(None if probe else self._breaker, self._call, query)
+
+    async def _call(self, query: Callable[[Connection], Awaitable[T]]) -> T:
         """Run ``query`` on a pooled connection: every call to PostgreSQL passes here."""
         try:
             async with asyncio.timeout(self._operation_timeout):

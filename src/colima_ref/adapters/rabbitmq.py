@@ -26,6 +26,7 @@ from aiormq.exceptions import (
 from pamqp.commands import Basic
 from yarl import URL
 
+from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueueInfo, ServiceHealth
@@ -74,6 +75,9 @@ class RabbitMqBroker:
     does not take a message (nack, or returned as unroutable), and TimeoutError (504) when it takes
     longer than ``operation_timeout``. Errors of the secret store (VaultUnavailableError...) pass
     through, except a missing secret, which is a MessageQueueError.
+
+    With a ``breaker``, every call but ``check`` passes through it and raises CircuitBreakerError
+    while it is open; a health probe always reaches the server, so recovery shows.
     """
 
     _host: str
@@ -84,6 +88,7 @@ class RabbitMqBroker:
     _connect_timeout: float = 2.0
     _operation_timeout: float = 5.0
     _heartbeat: int = 60
+    _breaker: ServiceBreaker | None = attrs.field(default=None, repr=False)
     _connection: AbstractConnection | None = attrs.field(default=None, init=False, repr=False)
     _confirms: _ConfirmChannel | None = attrs.field(default=None, init=False, repr=False)
     _connection_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
@@ -102,6 +107,7 @@ class RabbitMqBroker:
         connect_timeout: float = 2.0,
         operation_timeout: float = 5.0,
         heartbeat: int = 60,
+        breaker: ServiceBreaker | None = None,
     ) -> AsyncIterator[RabbitMqBroker]:
         """Yield a broker that connects on first use and closes its connection on exit.
 
@@ -117,6 +123,7 @@ class RabbitMqBroker:
             connect_timeout=connect_timeout,
             operation_timeout=operation_timeout,
             heartbeat=heartbeat,
+            breaker=breaker,
         )
         try:
             yield broker
@@ -133,7 +140,7 @@ class RabbitMqBroker:
 
     async def check(self) -> ServiceHealth:
         """Healthy with the broker's ``version`` once a channel opens and closes on it."""
-        version = await self._run(_round_trip)
+        version = await self._run(_round_trip, probe=True)
         return ServiceHealth(healthy=True, info={"version": version})
 
     async def close(self) -> None:
@@ -144,7 +151,13 @@ class RabbitMqBroker:
             if connection is not None:
                 await connection.close()
 
-    async def _run(self, operation: Callable[[AbstractConnection], Awaitable[T]]) -> T:
+    async def _run(
+        self, operation: Callable[[AbstractConnection], Awaitable[T]], *, probe: bool = False
+    ) -> T:
+        """Every call to RabbitMQ, through the circuit breaker unless it is a health probe."""
+        return await through(None if probe else self._breaker, self._call, operation)
+
+    async def _call(self, operation: Callable[[AbstractConnection], Awaitable[T]]) -> T:
         """Run ``operation`` on the live connection: every call to RabbitMQ passes here."""
         try:
             async with asyncio.timeout(self._operation_timeout):

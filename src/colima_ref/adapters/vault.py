@@ -18,6 +18,7 @@ import hvac.exceptions
 import requests
 import structlog
 
+from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.domain.errors import (
     ConfigurationError,
     ResourceNotFoundError,
@@ -102,6 +103,10 @@ class VaultSecretStore:
     when Vault is down, sealed, times out or refuses our token (``details["reason"]`` says which).
     With AppRole, a refused call logs in again (one login for all concurrent callers) and is
     retried once. Build it with ``open``, which also keeps the token renewed in the background.
+
+    With a ``breaker``, ``read`` (its login included) passes through it and raises
+    CircuitBreakerError while it is open. ``check`` always reaches Vault, so recovery shows, and
+    token renewal keeps its own retry loop: an open circuit must not end it.
     """
 
     _client: hvac.Client = attrs.field(alias="client", repr=False)
@@ -109,6 +114,7 @@ class VaultSecretStore:
     mount: str = "secret"
     prefix: str = ""
     retry_interval: float = 5.0
+    _breaker: ServiceBreaker | None = attrs.field(default=None, alias="breaker", repr=False)
     _generation: int = attrs.field(default=0, init=False)
     _login_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
     _renewal: asyncio.Task[None] | None = attrs.field(default=None, init=False, repr=False)
@@ -127,6 +133,7 @@ class VaultSecretStore:
         request_timeout: float = 2.0,
         approle_mount: str = "approle",
         retry_interval: float = 5.0,
+        breaker: ServiceBreaker | None = None,
     ) -> AsyncIterator[VaultSecretStore]:
         """A store on one hvac client, renewing its token until the block exits.
 
@@ -141,7 +148,14 @@ class VaultSecretStore:
         # An explicit "" stops hvac from reading VAULT_TOKEN behind an AppRole configuration.
         client_token = auth.token if isinstance(auth, TokenAuth) else ""
         client = hvac.Client(url=addr, token=client_token, timeout=request_timeout)
-        store = cls(client, auth, mount=mount, prefix=prefix, retry_interval=retry_interval)
+        store = cls(
+            client,
+            auth,
+            mount=mount,
+            prefix=prefix,
+            retry_interval=retry_interval,
+            breaker=breaker,
+        )
         store._renewal = asyncio.create_task(store._keep_token_alive(), name="vault-token")
         try:
             yield store
@@ -159,6 +173,9 @@ class VaultSecretStore:
 
     async def read(self, path: str) -> Secret:
         """The latest version of the secret at ``path`` (under the prefix), every value as text."""
+        return await through(self._breaker, self._read, path)
+
+    async def _read(self, path: str) -> Secret:
         full_path = f"{self.prefix.strip('/')}/{path}" if self.prefix.strip("/") else path
         response = await self._authenticated(
             lambda: self._client.secrets.kv.v2.read_secret_version(

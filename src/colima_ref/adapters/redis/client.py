@@ -14,6 +14,7 @@ from redis.asyncio.cluster import ClusterNode as DriverNode
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.domain import errors
 
@@ -60,7 +61,8 @@ class RedisConnection:
     ``run`` raises CacheConnectionError (service "redis") when Redis is unreachable, refuses the
     login or rejects the command, and TimeoutError (504) past ``operation_timeout``. Errors of
     the secret store (VaultUnavailableError...) pass through, except a missing secret, which is
-    a CacheConnectionError.
+    a CacheConnectionError. With a ``breaker``, every command but a health probe's passes through
+    it and raises CircuitBreakerError while it is open.
     """
 
     nodes: tuple[Address, ...] = attrs.field(converter=_addresses)
@@ -72,6 +74,7 @@ class RedisConnection:
     _connect_timeout: float = attrs.field(default=2.0, alias="connect_timeout")
     _operation_timeout: float = attrs.field(default=5.0, alias="operation_timeout")
     _max_connections: int = attrs.field(default=10, alias="max_connections")
+    _breaker: ServiceBreaker | None = attrs.field(default=None, alias="breaker", repr=False)
     _current: _Client | None = attrs.field(default=None, init=False, repr=False)
     _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
 
@@ -92,6 +95,7 @@ class RedisConnection:
         connect_timeout: float = 2.0,
         operation_timeout: float = 5.0,
         max_connections: int = 10,
+        breaker: ServiceBreaker | None = None,
     ) -> AsyncIterator[RedisConnection]:
         """Yield a connection that builds its client on first use and closes it on exit.
 
@@ -107,15 +111,16 @@ class RedisConnection:
             connect_timeout=connect_timeout,
             operation_timeout=operation_timeout,
             max_connections=max_connections,
+            breaker=breaker,
         )
         try:
             yield connection
         finally:
             await connection.close()
 
-    async def run(self, call: Callable[[Client], Awaitable[T]]) -> T:
-        """Await ``call`` on the shared client."""
-        return await self._run(lambda current: call(current.client))
+    async def run(self, call: Callable[[Client], Awaitable[T]], *, probe: bool = False) -> T:
+        """Await ``call`` on the shared client; a health ``probe`` bypasses the breaker."""
+        return await self._run(lambda current: call(current.client), probe=probe)
 
     async def run_on_node(self, address: Address, call: Callable[[Redis], Awaitable[T]]) -> T:
         """Await ``call`` on a plain client of the one node at ``address``, closed afterwards.
@@ -138,8 +143,11 @@ class RedisConnection:
                 await self._current.client.aclose()
                 self._current = None
 
-    async def _run(self, call: Callable[[_Client], Awaitable[T]]) -> T:
-        """Every command sent to Redis passes here."""
+    async def _run(self, call: Callable[[_Client], Awaitable[T]], *, probe: bool = False) -> T:
+        """Every command sent to Redis, through the circuit breaker unless it is a probe's."""
+        return await through(None if probe else self._breaker, self._call, call)
+
+    async def _call(self, call: Callable[[_Client], Awaitable[T]]) -> T:
         try:
             async with asyncio.timeout(self._operation_timeout):
                 current = await self._client()
