@@ -8,7 +8,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import structlog
 from starlette.applications import Starlette
 
+from colima_ref import __version__
 from colima_ref.adapters import memory
+from colima_ref.adapters.breaker import BreakerRecorder, breakers_for
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.mongo import MongoDocumentDatabase
 from colima_ref.adapters.mysql import MySqlDatabase
@@ -18,15 +20,21 @@ from colima_ref.adapters.redis import RedisCache, RedisClusterTopology, RedisCon
 from colima_ref.adapters.vault import VaultSecretStore, auth_from
 from colima_ref.domain.errors import ConfigurationError
 from colima_ref.http.app import create_app
-from colima_ref.ports.services import Services
+from colima_ref.observability.metrics import Metrics
+from colima_ref.ports.services import SERVICE_NAMES, Services
 from colima_ref.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
 
 
 @asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
+async def open_services(
+    settings: Settings, recorder: BreakerRecorder | None = None
+) -> AsyncIterator[Services]:
     """Open the backend ``settings.backend`` names, yield its Services, close it on exit.
+
+    Every service gets a circuit breaker as ``settings.circuit_breaker`` says, reporting its
+    failures and transitions to ``recorder`` (the app's Metrics).
 
     A live backend is never replaced by memory. It opens while any of its services (Vault
     included) is down: every adapter connects on first use, so the app starts degraded, answers
@@ -36,16 +44,27 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         ConfigurationError: live, and Vault is given no login method or two.
     """
     log.info("backend selected", backend=settings.backend, reason=settings.backend_source)
+    breaker = settings.circuit_breaker
     if settings.backend == "memory":
-        yield memory.services()
+        yield memory.services(
+            fail_max=breaker.fail_max, reset_timeout=breaker.reset_timeout, recorder=recorder
+        )
         return
-    async with _open_live(settings) as services:
+    async with _open_live(settings, recorder) as services:
         yield services
 
 
 @asynccontextmanager
-async def _open_live(settings: Settings) -> AsyncIterator[Services]:
+async def _open_live(
+    settings: Settings, recorder: BreakerRecorder | None
+) -> AsyncIterator[Services]:
     vault, limits = settings.vault, settings.backends
+    breakers = breakers_for(
+        SERVICE_NAMES,
+        fail_max=settings.circuit_breaker.fail_max,
+        reset_timeout=settings.circuit_breaker.reset_timeout,
+        recorder=recorder,
+    )
     async with AsyncExitStack() as stack:
         secrets = await stack.enter_async_context(
             VaultSecretStore.open(
@@ -56,6 +75,7 @@ async def _open_live(settings: Settings) -> AsyncIterator[Services]:
                 mount=vault.mount,
                 prefix=vault.path_prefix,
                 request_timeout=vault.timeout,
+                breaker=breakers["vault"],
             )
         )
         creds = CredentialSource(secrets, ttl=limits.credential_ttl)
@@ -68,6 +88,7 @@ async def _open_live(settings: Settings) -> AsyncIterator[Services]:
                 operation_timeout=limits.operation_timeout,
                 min_size=limits.pool_min,
                 max_size=limits.pool_max,
+                breaker=breakers["postgres"],
             )
         )
         mysql = await stack.enter_async_context(
@@ -79,6 +100,7 @@ async def _open_live(settings: Settings) -> AsyncIterator[Services]:
                 operation_timeout=limits.operation_timeout,
                 min_size=limits.pool_min,
                 max_size=limits.pool_max,
+                breaker=breakers["mysql"],
             )
         )
         mongodb = await stack.enter_async_context(
@@ -89,6 +111,7 @@ async def _open_live(settings: Settings) -> AsyncIterator[Services]:
                 connect_timeout=limits.connect_timeout,
                 operation_timeout=limits.operation_timeout,
                 max_size=limits.pool_max,
+                breaker=breakers["mongodb"],
             )
         )
         redis = await stack.enter_async_context(
@@ -99,6 +122,7 @@ async def _open_live(settings: Settings) -> AsyncIterator[Services]:
                 connect_timeout=limits.connect_timeout,
                 operation_timeout=limits.operation_timeout,
                 max_connections=limits.pool_max,
+                breaker=breakers["redis"],
             )
         )
         broker = await stack.enter_async_context(
@@ -109,6 +133,7 @@ async def _open_live(settings: Settings) -> AsyncIterator[Services]:
                 default_vhost=settings.rabbitmq_vhost,
                 connect_timeout=limits.connect_timeout,
                 operation_timeout=limits.operation_timeout,
+                breaker=breakers["rabbitmq"],
             )
         )
         cluster = RedisClusterTopology(redis)
@@ -129,6 +154,7 @@ async def _open_live(settings: Settings) -> AsyncIterator[Services]:
                 "redis": cluster,
                 "rabbitmq": broker,
             },
+            breakers=breakers,
         )
 
 
@@ -141,7 +167,8 @@ def build_app(settings: Settings) -> Starlette:
     """
     if settings.backend == "live":
         _check_vault_login(settings)
-    return create_app(lambda: open_services(settings), settings)
+    metrics = Metrics(name=settings.app_name, version=__version__)
+    return create_app(lambda: open_services(settings, metrics), settings, metrics=metrics)
 
 
 def _check_vault_login(settings: Settings) -> None:
