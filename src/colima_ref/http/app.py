@@ -23,6 +23,7 @@ from colima_ref.http.middleware.request_context import (
 )
 from colima_ref.http.middleware.request_validation import RequestValidationMiddleware
 from colima_ref.http.middleware.response_cache import ResponseCacheMiddleware
+from colima_ref.http.readiness import Readiness
 from colima_ref.http.routes import cache, database, health, messaging, metrics, redis, root, vault
 from colima_ref.observability.metrics import Metrics
 from colima_ref.ports.services import Services
@@ -118,15 +119,22 @@ def create_app(
     """
     recorder = metrics or Metrics(name=settings.app_name, version=__version__)
     routes = _routes()
+    readiness = Readiness()
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with open_services() as services:
-            yield {"services": services, "settings": settings, "metrics": recorder}
+            readiness.phase = "ready"
+            try:
+                yield {"services": services, "settings": settings, "metrics": recorder}
+            finally:
+                readiness.phase = "draining"
 
-    return _OutermostMiddlewareStarlette(
+    app = _OutermostMiddlewareStarlette(
         outermost=_middleware(settings, recorder, routes),
         routes=routes,
         exception_handlers=noting_error_types(exception_handlers(debug=settings.debug)),
         lifespan=lifespan,
     )
+    app.state.readiness = readiness
+    return app

@@ -1,14 +1,26 @@
+"""Health: liveness, readiness, and the probes of each backend.
+
+``/health/`` touches nothing (liveness). ``/health/ready`` is 503 while the app starts or drains,
+or while a service named in READINESS_SERVICES is unhealthy. ``/health/all`` and
+``/health/{service}`` probe the backends; each service's report carries its circuit breaker's
+state under ``circuit_breaker``. Probes bypass the breakers (docs/health.md says why).
+"""
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from colima_ref.domain.health import check_all, check_one
+from colima_ref.domain.health import CheckResult, check_all, check_one
 from colima_ref.http.convert import converter
-from colima_ref.http.state import services
+from colima_ref.http.readiness import readiness
+from colima_ref.http.state import services, settings
+from colima_ref.ports.breakers import BreakerStatus
 from colima_ref.ports.services import SERVICE_NAMES
 
 CHECK_TIMEOUT = 2.0
@@ -19,24 +31,54 @@ async def liveness(request: Request) -> JSONResponse:
     return JSONResponse({"status": "healthy"})
 
 
+async def ready(request: Request) -> JSONResponse:
+    phase = readiness(request).phase
+    if phase != "ready":
+        return JSONResponse({"status": phase}, status_code=503)
+    bundle = services(request)
+    required = {name: bundle.probes[name] for name in settings(request).readiness_services}
+    report = await check_all(required, timeout=CHECK_TIMEOUT, budget=CHECK_BUDGET)
+    if report.status == "healthy":
+        return JSONResponse({"status": "ready"})
+    down = {
+        name: _service_body(result, bundle.breakers.get(name))
+        for name, result in report.services.items()
+        if not result.health.healthy
+    }
+    return JSONResponse({"status": "not_ready", "services": down}, status_code=503)
+
+
 async def all_services(request: Request) -> JSONResponse:
     bundle = services(request)
     report = await check_all(bundle.probes, timeout=CHECK_TIMEOUT, budget=CHECK_BUDGET)
     body = converter.unstructure(report)
+    for name, breaker in bundle.breakers.items():
+        if name in body["services"]:
+            body["services"][name]["circuit_breaker"] = dict(breaker.snapshot())
     body["backend"] = bundle.backend
     # Degraded still serves traffic, so only a total outage tells load balancers to stay away.
     return JSONResponse(body, status_code=503 if report.status == "unhealthy" else 200)
 
 
 async def one_service(request: Request, name: str) -> JSONResponse:
-    result = await check_one(services(request).probes[name], timeout=CHECK_TIMEOUT)
+    bundle = services(request)
+    result = await check_one(bundle.probes[name], timeout=CHECK_TIMEOUT)
     return JSONResponse(
-        converter.unstructure(result), status_code=200 if result.health.healthy else 503
+        _service_body(result, bundle.breakers.get(name)),
+        status_code=200 if result.health.healthy else 503,
     )
+
+
+def _service_body(result: CheckResult, breaker: BreakerStatus | None) -> Mapping[str, Any]:
+    body: dict[str, Any] = converter.unstructure(result)
+    if breaker is not None:
+        body["circuit_breaker"] = dict(breaker.snapshot())
+    return body
 
 
 routes: list[BaseRoute] = [
     Route("/health/", liveness, methods=["GET"]),
+    Route("/health/ready", ready, methods=["GET"]),
     Route("/health/all", all_services, methods=["GET"]),
     *(
         Route(
