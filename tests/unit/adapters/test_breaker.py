@@ -1,0 +1,399 @@
+"""ServiceBreaker on the in-memory adapters: the full cycle, what never trips it, and how it shows.
+
+The reset timeout is 0.2 s, so the cycle runs on the real clock in well under a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
+
+from colima_ref.adapters import memory
+from colima_ref.adapters.breaker import ServiceBreaker
+from colima_ref.adapters.memory import (
+    InMemoryCache,
+    InMemoryClusterTopology,
+    InMemorySecretStore,
+    InMemorySqlDatabase,
+)
+from colima_ref.domain import errors
+from colima_ref.http.app import create_app
+from colima_ref.observability.metrics import Metrics
+from colima_ref.ports.services import Services
+from colima_ref.settings import Settings
+
+RESET = 0.2
+QUERY = "/examples/database/postgres/query"
+# No response cache, so /health/all shows the breaker as it is now; no rate limit in the way.
+ENV = {"RESPONSE_CACHE_ENABLED": "false", "RATE_LIMIT_ENABLED": "false"}
+
+
+def outage(service: str = "postgres") -> errors.DatabaseConnectionError:
+    return errors.DatabaseConnectionError("down", service=service)
+
+
+class Backend:
+    """An async backend call that fails with ``error`` (when set) and counts the calls it got."""
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return "answer"
+
+
+async def trip(breaker: ServiceBreaker, backend: Backend) -> None:
+    backend.error = outage(breaker.service)
+    for _ in range(breaker.fail_max):
+        with pytest.raises(errors.ServiceUnavailableError):
+            await breaker.call(backend)
+
+
+async def test_five_outages_open_the_circuit_and_the_sixth_call_fails_at_once() -> None:
+    breaker, backend = ServiceBreaker("postgres", reset_timeout=RESET), Backend()
+    backend.error = outage()
+
+    for _ in range(4):
+        with pytest.raises(errors.DatabaseConnectionError):
+            await breaker.call(backend)
+    with pytest.raises(errors.CircuitBreakerError) as tripped:
+        await breaker.call(backend)
+    with pytest.raises(errors.CircuitBreakerError) as refused:
+        await breaker.call(backend)
+
+    assert backend.calls == 5
+    assert isinstance(tripped.value.__cause__, errors.DatabaseConnectionError)
+    assert refused.value.status_code == 503
+    assert refused.value.details["service"] == "postgres"
+    assert refused.value.retry_after == 1
+    assert breaker.state == "open"
+
+
+async def test_retry_after_is_the_whole_seconds_left_on_the_monotonic_clock() -> None:
+    now = [1000.0]
+    breaker = ServiceBreaker("mysql", reset_timeout=60, clock=lambda: now[0])
+    await trip(breaker, Backend())
+
+    now[0] += 20.5
+    with pytest.raises(errors.CircuitBreakerError) as refused:
+        await breaker.call(Backend())
+
+    assert refused.value.retry_after == 40
+    assert breaker.snapshot() == {
+        "state": "open",
+        "failures": 5,
+        "fail_max": 5,
+        "retry_after": 40,
+    }
+
+
+async def test_after_the_timeout_one_trial_success_closes_the_circuit() -> None:
+    secrets = InMemorySecretStore(breaker=ServiceBreaker("vault", reset_timeout=RESET))
+    secrets.failing = True
+    for _ in range(5):
+        with pytest.raises(errors.ServiceUnavailableError):
+            await secrets.read("postgres")
+    secrets.failing = False
+    with pytest.raises(errors.CircuitBreakerError):
+        await secrets.read("postgres")
+
+    await asyncio.sleep(RESET + 0.05)
+    assert secrets.breaker is not None
+    assert secrets.breaker.state == "half-open"
+    secret = await secrets.read("postgres")
+
+    assert secret.data["user"] == "dev_admin"
+    assert secrets.breaker.snapshot() == {"state": "closed", "failures": 0, "fail_max": 5}
+
+
+async def test_a_failed_trial_opens_the_circuit_for_another_full_timeout() -> None:
+    database = InMemorySqlDatabase(
+        "PostgreSQL", failing=True, breaker=ServiceBreaker("postgres", reset_timeout=RESET)
+    )
+    for _ in range(5):
+        with pytest.raises(errors.ServiceUnavailableError):
+            await database.current_timestamp()
+    await asyncio.sleep(RESET + 0.05)
+
+    with pytest.raises(errors.CircuitBreakerError) as trial:
+        await database.current_timestamp()
+    reopened_at = time.monotonic()
+    database.failing = False
+    with pytest.raises(errors.CircuitBreakerError):
+        await database.current_timestamp()
+
+    assert isinstance(trial.value.__cause__, errors.DatabaseConnectionError)
+    await asyncio.sleep(RESET + 0.05 - (time.monotonic() - reopened_at))
+    assert (await database.current_timestamp()).query == "SELECT current_timestamp"
+
+
+async def test_only_one_trial_runs_at_a_time_while_half_open() -> None:
+    breaker = ServiceBreaker("rabbitmq", reset_timeout=RESET)
+    await trip(breaker, Backend())
+    await asyncio.sleep(RESET + 0.05)
+    release = asyncio.Event()
+
+    async def slow_trial() -> str:
+        await release.wait()
+        return "recovered"
+
+    trial = asyncio.create_task(breaker.call(slow_trial))
+    await asyncio.sleep(0)
+    with pytest.raises(errors.CircuitBreakerError) as refused:
+        await breaker.call(Backend())
+    release.set()
+
+    assert await trial == "recovered"
+    assert refused.value.retry_after == 1
+    assert breaker.state == "closed"
+
+
+async def test_a_missing_secret_never_trips_the_vault_breaker() -> None:
+    secrets = InMemorySecretStore(breaker=ServiceBreaker("vault", reset_timeout=RESET))
+
+    for _ in range(10):
+        with pytest.raises(errors.ResourceNotFoundError):
+            await secrets.read("no/such/path")
+
+    assert secrets.breaker is not None
+    assert secrets.breaker.snapshot()["failures"] == 0
+    assert (await secrets.read("postgres")).path == "postgres"
+
+
+async def test_an_unknown_cache_key_or_redis_node_never_trips_the_redis_breaker() -> None:
+    breaker = ServiceBreaker("redis", reset_timeout=RESET)
+    cache = InMemoryCache(breaker=breaker)
+    cluster = InMemoryClusterTopology(breaker=breaker)
+
+    for _ in range(10):
+        assert await cache.get("never-set") is None
+        assert await cache.delete("never-set") is False
+        with pytest.raises(errors.ResourceNotFoundError):
+            await cluster.node_info("redis-9")
+
+    assert breaker.state == "closed"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        errors.ValidationError.for_field("ttl", "too long"),
+        errors.AuthenticationError(),
+        errors.ResourceNotFoundError(),
+        ValueError("a bug, not an outage"),
+    ],
+    ids=lambda exc: type(exc).__name__,
+)
+async def test_an_error_that_is_not_an_outage_passes_through_and_resets_the_count(
+    answer: BaseException,
+) -> None:
+    breaker, backend = ServiceBreaker("postgres"), Backend()
+    backend.error = outage()
+    for _ in range(4):
+        with pytest.raises(errors.DatabaseConnectionError):
+            await breaker.call(backend)
+
+    backend.error = answer
+    with pytest.raises(type(answer)):
+        await breaker.call(backend)
+
+    assert breaker.snapshot()["failures"] == 0
+    assert breaker.state == "closed"
+
+
+async def test_another_services_outage_does_not_trip_this_breaker() -> None:
+    """PostgreSQL reading its password from a Vault that is down is Vault's outage."""
+    breaker, backend = ServiceBreaker("postgres"), Backend()
+    backend.error = errors.VaultUnavailableError("down", service="vault")
+
+    for _ in range(10):
+        with pytest.raises(errors.VaultUnavailableError):
+            await breaker.call(backend)
+
+    assert breaker.state == "closed"
+
+
+async def test_our_timeout_counts_as_an_outage() -> None:
+    breaker, backend = ServiceBreaker("mongodb"), Backend()
+    backend.error = errors.TimeoutError("slow", {"service": "mongodb"})
+
+    for _ in range(4):
+        with pytest.raises(errors.TimeoutError):
+            await breaker.call(backend)
+    with pytest.raises(errors.CircuitBreakerError):
+        await breaker.call(backend)
+
+    assert breaker.state == "open"
+
+
+@pytest.fixture
+def berlin_time() -> Iterator[None]:
+    """The process in a zone east of UTC, where aiobreaker's own opens_at is an hour off."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Europe/Berlin"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+@pytest.mark.usefixtures("berlin_time")
+async def test_retry_after_and_the_trial_are_right_outside_utc() -> None:
+    breaker, backend = ServiceBreaker("postgres", reset_timeout=RESET), Backend()
+    await trip(breaker, backend)
+    with pytest.raises(errors.CircuitBreakerError) as refused:
+        await breaker.call(backend)
+
+    await asyncio.sleep(RESET + 0.05)
+    backend.error = None
+
+    assert refused.value.retry_after == 1
+    assert await breaker.call(backend) == "answer"
+
+
+async def test_a_health_probe_neither_trips_nor_waits_for_the_breaker() -> None:
+    database = InMemorySqlDatabase(
+        "MySQL", failing=True, breaker=ServiceBreaker("mysql", reset_timeout=60)
+    )
+    for _ in range(10):
+        with pytest.raises(errors.DatabaseConnectionError):
+            await database.check()
+    assert database.breaker is not None
+    assert database.breaker.state == "closed"
+
+    for _ in range(5):
+        with pytest.raises(errors.ServiceUnavailableError):
+            await database.current_timestamp()
+    database.failing = False
+
+    assert database.breaker.state == "open"
+    assert (await database.check()).healthy
+
+
+async def test_the_memory_services_share_one_redis_breaker_and_report_every_service() -> None:
+    bundle = memory.services(fail_max=2, reset_timeout=RESET)
+    assert isinstance(bundle.cache, InMemoryCache)
+    assert isinstance(bundle.cluster, InMemoryClusterTopology)
+    bundle.cache.failing = True
+
+    for _ in range(2):
+        with pytest.raises(errors.ServiceUnavailableError):
+            await bundle.cache.get("k")
+
+    assert set(bundle.breakers) == {"vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq"}
+    assert bundle.breakers["redis"].snapshot()["state"] == "open"
+    with pytest.raises(errors.CircuitBreakerError):
+        await bundle.cluster.nodes()
+
+
+# Through the HTTP app: status, body, headers, /health/all and /metrics.
+
+Samples = dict[tuple[str, str], float]
+
+
+def serving(services: Services) -> Callable[[], Any]:
+    @asynccontextmanager
+    async def open_services() -> AsyncIterator[Services]:
+        yield services
+
+    return open_services
+
+
+@pytest.fixture
+def recorder() -> Metrics:
+    return Metrics(name="test", version="0")
+
+
+@pytest.fixture
+def bundle(recorder: Metrics) -> Services:
+    return memory.services(reset_timeout=RESET, recorder=recorder)
+
+
+@pytest.fixture
+def client(bundle: Services, recorder: Metrics) -> Iterator[TestClient]:
+    app = create_app(serving(bundle), Settings.from_env(ENV), metrics=recorder)
+    with TestClient(app) as client:
+        yield client
+
+
+def breaker_samples(client: TestClient, service: str) -> Samples:
+    response = client.get("/metrics")
+    return {
+        (family.name, sample.name): sample.value
+        for family in text_string_to_metric_families(response.text)
+        if family.name.startswith("circuit_breaker")
+        for sample in family.samples
+        if sample.labels.get("service") == service
+    }
+
+
+def breaker_metric(client: TestClient, name: str, service: str = "postgres") -> float:
+    return next(
+        value for (_, sample), value in breaker_samples(client, service).items() if sample == name
+    )
+
+
+def test_an_open_breaker_answers_503_with_the_uniform_body_and_retry_after(
+    client: TestClient, bundle: Services
+) -> None:
+    assert isinstance(bundle.postgres, InMemorySqlDatabase)
+    bundle.postgres.failing = True
+
+    first = [client.get(QUERY).json()["error"] for _ in range(5)]
+    refused = client.get(QUERY)
+    body = refused.json()
+
+    assert first == ["DatabaseConnectionError"] * 4 + ["CircuitBreakerError"]
+    assert refused.status_code == 503
+    assert set(body) == {"error", "message", "status_code", "details", "request_id"}
+    assert body["error"] == "CircuitBreakerError"
+    assert body["details"]["service"] == "postgres"
+    assert body["request_id"] == refused.headers["X-Request-ID"]
+    assert int(refused.headers["Retry-After"]) >= 1
+
+
+def test_the_full_cycle_shows_in_health_all_and_moves_the_metrics(
+    client: TestClient, bundle: Services
+) -> None:
+    assert isinstance(bundle.postgres, InMemorySqlDatabase)
+    bundle.postgres.failing = True
+    for _ in range(6):
+        client.get(QUERY)
+
+    health = client.get("/health/all").json()["services"]
+    assert health["postgres"]["status"] == "unhealthy"
+    assert health["postgres"]["circuit_breaker"]["state"] == "open"
+    assert health["postgres"]["circuit_breaker"]["retry_after"] >= 1
+    assert health["mysql"]["circuit_breaker"] == {"state": "closed", "failures": 0, "fail_max": 5}
+    assert breaker_metric(client, "circuit_breaker_state") == 2
+    assert breaker_metric(client, "circuit_breaker_opened_total") == 1
+    assert breaker_metric(client, "circuit_breaker_failures_total") == 5
+
+    bundle.postgres.failing = False
+    recovered = client.get("/health/postgres").json()
+    assert recovered["status"] == "healthy"
+    assert recovered["circuit_breaker"]["state"] == "open"
+    time.sleep(RESET + 0.05)
+    assert client.get("/health/postgres").json()["circuit_breaker"]["state"] == "half-open"
+
+    assert client.get(QUERY).status_code == 200
+    assert client.get("/health/postgres").json()["circuit_breaker"]["state"] == "closed"
+    assert breaker_metric(client, "circuit_breaker_half_open_total") == 1
+    assert breaker_metric(client, "circuit_breaker_closed_total") == 1
+    assert breaker_metric(client, "circuit_breaker_state") == 0
+    assert breaker_metric(client, "circuit_breaker_opened_total", service="mysql") == 0
