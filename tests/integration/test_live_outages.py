@@ -71,7 +71,6 @@ def stack(
         "REDIS_NODES": "",
         **{f"{service.upper()}_PORT": str(relay.port) for service, relay in relays.items()},
     }
-    env.pop("VAULT_PORT", None)
     server = LiveServer(env, tmp_path_factory.mktemp("live-outages"))
     try:
         server.start()
