@@ -177,7 +177,13 @@ class ServiceBreaker:
             return 0.0
         return self._opened_at + self.reset_timeout - self.clock()
 
-    def _entered(self, state: aiobreaker.CircuitBreakerState) -> None:
+    def _entered(
+        self, before: aiobreaker.CircuitBreakerState | None, state: aiobreaker.CircuitBreakerState
+    ) -> None:
+        if before is state:
+            # aiobreaker opens an open circuit again when calls that began while it was closed
+            # fail late: one outage, one opening, and the reset timeout runs from the first.
+            return
         transition = _TRANSITIONS[state]
         if state is aiobreaker.CircuitBreakerState.OPEN:
             self._opened_at = self.clock()
@@ -203,8 +209,8 @@ class _Listener(aiobreaker.CircuitBreakerListener):  # type: ignore[misc]
     def __init__(self, owner: ServiceBreaker) -> None:
         self._owner = owner
 
-    def state_change(self, _breaker: object, _old: object, new: Any) -> None:
-        self._owner._entered(new.state)
+    def state_change(self, _breaker: object, old: Any, new: Any) -> None:
+        self._owner._entered(None if old is None else old.state, new.state)
 
     def failure(self, _breaker: object, _exc: BaseException) -> None:
         self._owner._failed()

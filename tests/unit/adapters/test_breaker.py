@@ -160,6 +160,36 @@ async def test_only_one_trial_runs_at_a_time_while_half_open() -> None:
     assert breaker.state == "closed"
 
 
+async def test_concurrent_outages_open_the_circuit_once() -> None:
+    """Calls that began while it was closed and fail after it opened count, but open nothing."""
+    now = [0.0]
+    opened: list[str] = []
+
+    class Recorder:
+        def breaker_failure(self, service: str) -> None:
+            pass
+
+        def breaker_changed(self, service: str, state: str) -> None:
+            opened.append(state)
+
+    breaker = ServiceBreaker("redis", reset_timeout=60, clock=lambda: now[0], recorder=Recorder())
+    release = asyncio.Event()
+
+    async def slow_outage() -> None:
+        await release.wait()
+        raise outage("redis")
+
+    calls = [asyncio.create_task(breaker.call(slow_outage)) for _ in range(8)]
+    await asyncio.sleep(0)
+    release.set()
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    now[0] = 30.0
+
+    assert opened == ["open"]
+    assert sum(isinstance(result, errors.CircuitBreakerError) for result in results) == 4
+    assert breaker.snapshot()["retry_after"] == 30
+
+
 async def test_a_missing_secret_never_trips_the_vault_breaker() -> None:
     secrets = InMemorySecretStore(breaker=ServiceBreaker("vault", reset_timeout=RESET))
 
