@@ -1,0 +1,562 @@
+"""`make bench`: our server against the practical limit, measured in one run on one machine.
+
+What it does, in order (every server it starts is stopped on the way out, Ctrl-C included):
+
+1. Starts our server with the whole middleware stack on (rate limiter on with quotas raised so
+   it counts without refusing, response cache, metrics, one canonical log line per request
+   written to a file) and ``bench/baseline_app.py`` (bare Starlette + the same driver call), one
+   uvicorn worker each, uvloop + httptools, no access log.
+2. Main passes (two by default): for every endpoint, ``wrk -t2 -c50 -d<N>s`` against ours and
+   against the baseline, alternating which goes first. Only ratios inside one run mean anything:
+   absolute figures drift up to 2x from minute to minute on a shared machine.
+3. Layers: our server restarted with one layer switched off at a time, then all off, on a few
+   endpoints, so each layer's cost shows. The run without the response cache also measures
+   ``/health/all`` and each single check under 50 clients (p95 from the wrk script).
+4. ``--workers 2`` against one worker on ``/health/``.
+
+Prints Markdown (also written to ``bench/out/report.md``, raw numbers to ``results.json``):
+endpoint, our req/s, baseline req/s, ratio, p50, p99, non-2xx, our worker's RSS after the run,
+followed by the issue's targets and whether each held. A benchmark, not a test: nothing fails.
+
+Usage: ``python bench/run.py [-d SECONDS] [--passes N] [--quick] [--backend B]``.
+Needs ``wrk`` on PATH and, for ``live``, the devstack (its ``env`` is read when VAULT_TOKEN is
+unset; the baseline always needs it). ``--backend memory`` runs ours on in-memory adapters
+against the same baseline, which only makes sense for smoke-testing the harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+OUT = BENCH / "out"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+LUA = BENCH / "wrk_report.lua"
+HOST = "127.0.0.1"
+OUR_PORT, BASE_PORT, LAYER_PORT = 8391, 8392, 8393
+# Quotas no client of the bench can reach, so the limiter does all its work and refuses nothing.
+HIGH_QUOTA = "1000000000/minute"
+CACHE_KEY = "bench:key"
+PUBLISH_BODY = '{"event": "bench", "n": 1}'
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    path: str
+    method: str = "GET"
+    body: str = ""
+
+
+ENDPOINTS = (
+    Endpoint("/health/", "/health/"),
+    Endpoint("/health/all", "/health/all"),
+    Endpoint("vault secret (cached)", "/examples/vault/secret/postgres"),
+    Endpoint("cache GET", f"/examples/cache/{CACHE_KEY}"),
+    Endpoint("cache POST", "/examples/cache/bench:set?value=v&ttl=300", "POST"),
+    Endpoint("postgres query", "/examples/database/postgres/query"),
+    Endpoint("mysql query", "/examples/database/mysql/query"),
+    Endpoint("mongodb query", "/examples/database/mongodb/query"),
+    Endpoint("/redis/cluster/info", "/redis/cluster/info"),
+    Endpoint("/metrics", "/metrics"),
+    Endpoint("publish", "/examples/messaging/publish?queue_name=bench", "POST", PUBLISH_BODY),
+)
+BY_NAME = {e.name: e for e in ENDPOINTS}
+SINGLE_CHECKS = ("vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq")
+
+FULL = {
+    # Sized for 50 clients; both servers at once stay under PostgreSQL's 100 connections.
+    "DB_POOL_MAX": "40",
+    "RATE_LIMIT_ENABLED": "true",
+    "RATE_LIMIT_DEFAULT": HIGH_QUOTA,
+    "RATE_LIMIT_HEALTH": HIGH_QUOTA,
+    "RATE_LIMIT_METRICS": HIGH_QUOTA,
+    "RESPONSE_CACHE_ENABLED": "true",
+    "METRICS_ENABLED": "true",
+    "LOG_REQUESTS": "true",
+}
+# One layer off at a time, then everything off: the variables come from settings.ENVIRONMENT.
+LAYERS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("no rate limit", {"RATE_LIMIT_ENABLED": "false"}),
+    ("no metrics", {"METRICS_ENABLED": "false"}),
+    ("no request log", {"LOG_REQUESTS": "false"}),
+    ("no response cache", {"RESPONSE_CACHE_ENABLED": "false"}),
+    (
+        "all off",
+        {
+            "RATE_LIMIT_ENABLED": "false",
+            "METRICS_ENABLED": "false",
+            "LOG_REQUESTS": "false",
+            "RESPONSE_CACHE_ENABLED": "false",
+        },
+    ),
+)
+LAYER_ENDPOINTS = ("/health/", "postgres query", "vault secret (cached)")
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    non2xx: int
+    socket_errors: int
+    requests: int
+
+
+@dataclass
+class Row:
+    ours: Result
+    baseline: Result
+    rss_kb: int
+
+
+@dataclass
+class Workers:
+    one: Result
+    two: Result
+    largest_rss_kb: int
+
+
+@dataclass
+class Report:
+    started: str
+    command: str
+    machine: dict[str, str]
+    load_before: str
+    load_after: str = ""
+    passes: list[dict[str, Row]] = field(default_factory=list)
+    rss_after_pass_kb: list[int] = field(default_factory=list)
+    layers: dict[str, dict[str, Result]] = field(default_factory=dict)
+    health_all: dict[str, Result] = field(default_factory=dict)
+    workers: Workers | None = None
+
+
+class Server:
+    """One server process in its own session, so stopping it takes its uvicorn workers too."""
+
+    def __init__(self, label: str, argv: Sequence[str], env: Mapping[str, str], port: int) -> None:
+        self.label, self.port = label, port
+        OUT.mkdir(parents=True, exist_ok=True)
+        self.log_path = OUT / f"{label.replace(' ', '-')}.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            argv,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        RUNNING.append(self)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.label} exited early; see {self.log_path}")
+            with contextlib.suppress(OSError):
+                if http(self.port, "GET", "/health/")[0] == 200:
+                    return
+            time.sleep(0.3)
+        raise RuntimeError(f"{self.label} not ready after {timeout:.0f} s; see {self.log_path}")
+
+    def rss_kb(self) -> int:
+        """RSS of the worker: the process itself with one worker, else its largest child."""
+        children = _children(self.proc.pid)
+        pids = children or [self.proc.pid]
+        return max(_rss_kb(pid) for pid in pids)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+        if self in RUNNING:
+            RUNNING.remove(self)
+
+
+RUNNING: list[Server] = []
+
+
+def _rss_kb(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        return [int(p) for p in text.split()]
+    return []
+
+
+def http(port: int, method: str, path: str, body: str = "") -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        f"http://{HOST}:{port}{path}",
+        data=body.encode() if method == "POST" else None,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wrk(port: int, endpoint: Endpoint, seconds: int, connections: int = 50) -> Result:
+    env = {**os.environ, "BENCH_METHOD": endpoint.method, "BENCH_BODY": endpoint.body}
+    argv = [
+        "wrk",
+        "-t2",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        f"http://{HOST}:{port}{endpoint.path}",
+    ]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout  # noqa: S603
+    match = re.search(r"^BENCH_JSON (.*)$", out, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"wrk printed no summary:\n{out}")
+    raw = json.loads(match.group(1))
+    return Result(
+        rps=raw["requests"] / (raw["duration_us"] / 1e6),
+        p50_ms=raw["p50_us"] / 1000,
+        p95_ms=raw["p95_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        non2xx=raw["non2xx"],
+        socket_errors=raw["socket_errors"],
+        requests=raw["requests"],
+    )
+
+
+def measure(server: Server, endpoint: Endpoint, seconds: int, warmup: int) -> Result:
+    if warmup:
+        wrk(server.port, endpoint, warmup)
+    return wrk(server.port, endpoint, seconds)
+
+
+def prepare(port: int) -> None:
+    """The cache GET reads a key that exists, and every route answers once before timing."""
+    status, _ = http(port, "POST", f"/examples/cache/{CACHE_KEY}?value=cached&ttl=86400")
+    if status != 200:
+        print(f"warning: setting the cache key on :{port} answered {status}", file=sys.stderr)
+    for endpoint in ENDPOINTS:
+        status, body = http(port, endpoint.method, endpoint.path, endpoint.body)
+        if status >= 300:
+            print(
+                f"warning: :{port} {endpoint.path} answered {status}: {body[:200]!r}",
+                file=sys.stderr,
+            )
+
+
+def devstack_env() -> dict[str, str]:
+    if os.environ.get("VAULT_TOKEN"):
+        return {}
+    out = subprocess.run(  # noqa: S603
+        ["bash", str(ROOT / "scripts" / "devstack.sh"), "env"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    env = {}
+    for line in out.splitlines():
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            name, _, value = words[1].partition("=")
+            env[name] = value
+    return env
+
+
+def our_server(
+    label: str, backend: str, port: int, env: Mapping[str, str], workers: int = 1
+) -> Server:
+    argv = [str(PYTHON), "-m", "colima_ref", "serve", "--backend", backend]
+    argv += ["--host", HOST, "--port", str(port), "--workers", str(workers)]
+    return Server(label, argv, env, port)
+
+
+def baseline_server(port: int) -> Server:
+    argv = [str(PYTHON), "-m", "uvicorn", "--app-dir", str(BENCH), "baseline_app:app"]
+    argv += ["--host", HOST, "--port", str(port), "--workers", "1", "--loop", "uvloop"]
+    argv += ["--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    return Server("baseline", argv, {"DB_POOL_MAX": FULL["DB_POOL_MAX"]}, port)
+
+
+def machine() -> dict[str, str]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout  # noqa: S607
+    return {
+        "cpu": f"{os.cpu_count()} x {model}",
+        "memory": f"{mem_kb / 1024 / 1024:.1f} GiB",
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": wrk_version.split("\n")[0].strip(),
+    }
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> Report:
+    report = Report(
+        started=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        machine=machine(),
+        load_before=load(),
+    )
+    # The baseline always needs the devstack; ours only with --backend live.
+    os.environ.update(devstack_env())
+    seconds, warmup = args.duration, args.warmup
+    endpoints = [BY_NAME[n] for n in args.endpoints] if args.endpoints else list(ENDPOINTS)
+
+    ours = our_server("ours-full", args.backend, OUR_PORT, FULL)
+    base = baseline_server(BASE_PORT)
+    ours.wait_ready()
+    base.wait_ready()
+    prepare(OUR_PORT)
+    prepare(BASE_PORT)
+    for n in range(args.passes):
+        log(f"pass {n + 1}/{args.passes}")
+        rows: dict[str, Row] = {}
+        for i, endpoint in enumerate(endpoints):
+            order = (ours, base) if (i + n) % 2 == 0 else (base, ours)
+            got = {s.label: measure(s, endpoint, seconds, warmup) for s in order}
+            rows[endpoint.name] = Row(got[ours.label], got[base.label], ours.rss_kb())
+            log(
+                f"  {endpoint.name}: {rows[endpoint.name].ours.rps:.0f} vs "
+                f"{rows[endpoint.name].baseline.rps:.0f} req/s"
+            )
+        report.passes.append(rows)
+        report.rss_after_pass_kb.append(ours.rss_kb())
+    one = None if args.quick else measure(ours, BY_NAME["/health/"], seconds, warmup)
+    ours.stop()
+    base.stop()
+    if one is None:
+        return report
+
+    for label, change in LAYERS:
+        log(f"layer: {label}")
+        server = our_server(label, args.backend, LAYER_PORT, {**FULL, **change})
+        server.wait_ready()
+        prepare(LAYER_PORT)
+        report.layers[label] = {
+            name: measure(server, BY_NAME[name], seconds, warmup) for name in LAYER_ENDPOINTS
+        }
+        if label == "no response cache":
+            checks = [BY_NAME["/health/all"]]
+            checks += [Endpoint(f"/health/{c}", f"/health/{c}") for c in SINGLE_CHECKS]
+            for check in checks:
+                report.health_all[check.name] = measure(server, check, seconds, warmup)
+        server.stop()
+
+    log("workers: 2")
+    two = our_server("ours-2-workers", args.backend, LAYER_PORT, FULL, workers=2)
+    two.wait_ready()
+    time.sleep(2)  # both workers up, not only the first to bind
+    report.workers = Workers(one, measure(two, BY_NAME["/health/"], seconds, warmup), two.rss_kb())
+    two.stop()
+    return report
+
+
+def _errors(r: Result) -> int:
+    return r.non2xx + r.socket_errors
+
+
+def _ratio(ours: Result, base: Result) -> float:
+    return ours.rps / base.rps if base.rps else float("nan")
+
+
+def fmt_rows(report: Report) -> Iterator[str]:
+    first, last = report.passes[0], report.passes[-1]
+    yield (
+        "| endpoint | our req/s | baseline req/s | ratio | ratio pass 1 | our p50 ms "
+        "| our p99 ms | base p50 ms | base p99 ms | our non-2xx | base non-2xx | our RSS MB |"
+    )
+    yield "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for name, row in last.items():
+        o, b = row.ours, row.baseline
+        # A ratio over error answers compares nothing: flag it when over 1 % of either side.
+        flag = "*" if _errors(o) > 0.01 * o.requests or _errors(b) > 0.01 * b.requests else ""
+        yield (
+            f"| {name} | {o.rps:,.0f} | {b.rps:,.0f} | {_ratio(o, b):.2f}{flag} "
+            f"| {_ratio(first[name].ours, first[name].baseline):.2f} "
+            f"| {o.p50_ms:.2f} | {o.p99_ms:.2f} | {b.p50_ms:.2f} | {b.p99_ms:.2f} "
+            f"| {_errors(o)} | {_errors(b)} | {row.rss_kb / 1024:.1f} |"
+        )
+
+
+def markdown(report: Report) -> str:
+    n = len(report.passes)
+    lines = [
+        f"Run {report.started}: `{report.command}`",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in report.machine.items()),
+        f"Load average (1/5/15 min) before: {report.load_before}; after: {report.load_after}",
+        "",
+        f"### Ours (full middleware) vs bare baseline, pass {n} of {n}",
+        "",
+        *fmt_rows(report),
+        "",
+        "non-2xx counts wrk's non-2xx/3xx answers plus socket errors; * marks a ratio over more"
+        " than 1 % errors on either side.",
+        "",
+        "RSS of our worker after each pass (MB): "
+        + ", ".join(f"{kb / 1024:.1f}" for kb in report.rss_after_pass_kb),
+    ]
+    if report.layers:
+        last = report.passes[-1]
+        lines += ["", "### Cost of each layer (our server, one layer switched off at a time)", ""]
+        lines += [
+            "| configuration | " + " | ".join(f"{n} req/s" for n in LAYER_ENDPOINTS) + " |",
+            "|---|" + "---:|" * len(LAYER_ENDPOINTS),
+            "| full (main pass) | "
+            + " | ".join(f"{last[n].ours.rps:,.0f}" if n in last else "-" for n in LAYER_ENDPOINTS)
+            + " |",
+        ]
+        for label, results in report.layers.items():
+            cells = " | ".join(f"{results[n].rps:,.0f}" for n in LAYER_ENDPOINTS)
+            lines.append(f"| {label} | {cells} |")
+    if report.health_all:
+        lines += ["", "### /health/all with the response cache off, 50 clients", ""]
+        lines += ["| path | req/s | p50 ms | p95 ms | p99 ms | non-2xx |"]
+        lines += ["|---|---:|---:|---:|---:|---:|"]
+        for name, r in report.health_all.items():
+            lines.append(
+                f"| {name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p95_ms:.2f} | {r.p99_ms:.2f} "
+                f"| {_errors(r)} |"
+            )
+    if report.workers:
+        w = report.workers
+        lines += [
+            "",
+            "### Workers (/health/, full middleware)",
+            "",
+            f"1 worker {w.one.rps:,.0f} req/s; 2 workers {w.two.rps:,.0f} req/s: "
+            f"{w.two.rps / w.one.rps:.2f}x (largest worker RSS {w.largest_rss_kb / 1024:.1f} MB).",
+        ]
+    lines += ["", *targets(report)]
+    return "\n".join(lines) + "\n"
+
+
+def _verdict(ok: bool) -> str:
+    return "holds" if ok else "MISSED"
+
+
+def targets(report: Report) -> Iterator[str]:
+    yield "### Targets (issue 6)"
+    yield ""
+    last = report.passes[-1]
+    for name in ("/health/", "cache GET", "postgres query", "mysql query", "mongodb query"):
+        if name in last:
+            r = _ratio(last[name].ours, last[name].baseline)
+            yield f"- {name}: {r:.2f} of baseline (target >= 0.60): {_verdict(r >= 0.60)}"
+    vault = "vault secret (cached)"
+    if vault in last and "/health/" in last:
+        r = _ratio(last[vault].ours, last["/health/"].baseline)
+        yield f"- {vault}: {r:.2f} of bare /health/ (target >= 0.50): {_verdict(r >= 0.50)}"
+    if report.health_all:
+        all_p95 = report.health_all["/health/all"].p95_ms
+        singles = {k: v.p95_ms for k, v in report.health_all.items() if k != "/health/all"}
+        slowest = max(singles, key=singles.__getitem__)
+        gap = all_p95 - singles[slowest]
+        yield (
+            f"- /health/all uncached p95 {all_p95:.2f} ms vs slowest single check {slowest} "
+            f"{singles[slowest]:.2f} ms: {gap:+.2f} ms (target <= +5 ms): {_verdict(gap <= 5)}"
+        )
+    if "publish" in last:
+        p = last["publish"].ours
+        yield (
+            f"- publish: {p.rps:,.0f} messages/s, {_errors(p)} non-2xx "
+            f"(target >= 2,000/s and 0): {_verdict(p.rps >= 2000 and _errors(p) == 0)}"
+        )
+    rss = report.rss_after_pass_kb
+    yield (
+        f"- RSS after the main passes {rss[-1] / 1024:.1f} MB (target <= 90 MB): "
+        f"{_verdict(rss[-1] <= 90 * 1024)}"
+    )
+    if len(rss) >= 2:
+        growth = (rss[-1] - rss[-2]) / rss[-2]
+        yield (
+            f"- RSS growth between the last two passes {growth:+.1%} (target <= 5 %): "
+            f"{_verdict(growth <= 0.05)}"
+        )
+    if report.workers:
+        x = report.workers.two.rps / report.workers.one.rps
+        yield f"- --workers 2 on /health/: {x:.2f}x one worker (target >= 1.6x): " + _verdict(
+            x >= 1.6
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-d", "--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of untimed load first")
+    parser.add_argument("--passes", type=int, default=2, help="main passes (RSS growth needs 2)")
+    parser.add_argument("--backend", choices=("live", "memory"), default="live")
+    parser.add_argument("--quick", action="store_true", help="main passes only")
+    parser.add_argument("--endpoints", nargs="*", choices=list(BY_NAME), help="main pass subset")
+    args = parser.parse_args(argv)
+    # SIGTERM (make interrupted, a CI timeout) must stop the servers like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        report = run(args)
+    finally:
+        for server in list(RUNNING):
+            server.stop()
+    report.load_after = load()
+    text = markdown(report)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "report.md").write_text(text)
+    (OUT / "results.json").write_text(json.dumps(asdict(report), indent=2))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
