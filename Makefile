@@ -8,6 +8,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help uv install docs-assets run run-live lint format test test-fast devstack-up devstack-down devstack-status bench clean
 
@@ -57,6 +58,11 @@ devstack-down:  ## stop what devstack-up started
 
 devstack-status:
 	bash scripts/devstack.sh status
+
+bench: install devstack-up  ## our server vs a bare Starlette baseline under wrk (live devstack); see bench/run.py
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } \
+		|| { echo "wrk is missing and apt-get could not install it (run as root or install wrk)" >&2; exit 1; }
+	$(UV) run --frozen python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov dist src/colima_ref/http/static/vendor
