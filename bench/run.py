@@ -403,6 +403,33 @@ def run(args: argparse.Namespace) -> Report:
     return report
 
 
+def profile(args: argparse.Namespace, name: str) -> None:
+    """A py-spy flame graph of our full-stack worker while wrk drives ``name``, into docs/."""
+    os.environ.update(devstack_env())
+    server = our_server("ours-profiled", args.backend, OUR_PORT, FULL)
+    server.wait_ready()
+    prepare(OUR_PORT)
+    endpoint = BY_NAME[name]
+    wrk(OUR_PORT, endpoint, args.warmup or 1)
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    svg = ROOT / "docs" / f"flamegraph-{slug}.svg"
+    spy = ["uv", "run", "--with", "py-spy", "py-spy", "record", "--pid", str(server.proc.pid)]
+    spy += ["--duration", str(args.duration), "--rate", "250", "--nonblocking"]
+    with contextlib.ExitStack() as cleanup:
+        recorders = []
+        for fmt, path in (("flamegraph", svg), ("raw", OUT / f"profile-{slug}.txt")):
+            recorders.append(
+                subprocess.Popen([*spy, "--format", fmt, "--output", str(path)])  # noqa: S603
+            )
+            cleanup.callback(recorders[-1].kill)
+        time.sleep(2)  # py-spy attached before the load starts
+        result = wrk(OUR_PORT, endpoint, args.duration + 2)
+        for recorder in recorders:
+            recorder.wait(timeout=60)
+    server.stop()
+    log(f"{name}: {result.rps:,.0f} req/s under py-spy; flame graph in {svg.relative_to(ROOT)}")
+
+
 def _errors(r: Result) -> int:
     return r.non2xx + r.socket_errors
 
@@ -542,10 +569,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--backend", choices=("live", "memory"), default="live")
     parser.add_argument("--quick", action="store_true", help="main passes only")
     parser.add_argument("--endpoints", nargs="*", choices=list(BY_NAME), help="main pass subset")
+    parser.add_argument(
+        "--profile",
+        choices=list(BY_NAME),
+        help="instead of the bench: a py-spy flame graph of ours on this endpoint (-d seconds)",
+    )
     args = parser.parse_args(argv)
     # SIGTERM (make interrupted, a CI timeout) must stop the servers like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
+        if args.profile:
+            profile(args, args.profile)
+            return
         report = run(args)
     finally:
         for server in list(RUNNING):
