@@ -41,6 +41,12 @@ if up_to_date; then
     exit 0
 fi
 
+if ! command -v npm >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    # A fresh Debian machine with only Python: Debian's own Node.js 18 and npm are enough for npm ci.
+    say "npm not found: installing Debian's nodejs and npm ..."
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
 if ! command -v npm >/dev/null 2>&1; then
     say "npm not found: install Node.js 18+ with npm (Debian: apt-get install nodejs npm), then run make docs-assets"
     exit 1
