@@ -150,7 +150,10 @@ class Report:
     load_after: str = ""
     passes: list[dict[str, Row]] = field(default_factory=list)
     rss_after_pass_kb: list[int] = field(default_factory=list)
+    rss_ready_kb: int = 0
+    baseline_rss_kb: int = 0
     layers: dict[str, dict[str, Result]] = field(default_factory=dict)
+    layer_rss_kb: dict[str, int] = field(default_factory=dict)
     health_all: dict[str, Result] = field(default_factory=dict)
     workers: Workers | None = None
 
@@ -364,6 +367,7 @@ def run(args: argparse.Namespace) -> Report:
     base = baseline_server(BASE_PORT)
     ours.wait_ready()
     base.wait_ready()
+    report.rss_ready_kb = ours.rss_kb()
     prepare(OUR_PORT)
     prepare(BASE_PORT)
     for n in range(args.passes):
@@ -379,6 +383,7 @@ def run(args: argparse.Namespace) -> Report:
             )
         report.passes.append(rows)
         report.rss_after_pass_kb.append(ours.rss_kb())
+    report.baseline_rss_kb = base.rss_kb()
     one = None if args.quick else measure(ours, BY_NAME["/health/"], seconds, warmup)
     ours.stop()
     base.stop()
@@ -398,6 +403,7 @@ def run(args: argparse.Namespace) -> Report:
             checks += [Endpoint(f"/health/{c}", f"/health/{c}") for c in SINGLE_CHECKS]
             for check in checks:
                 report.health_all[check.name] = measure(server, check, seconds, warmup)
+        report.layer_rss_kb[label] = server.rss_kb()
         server.stop()
 
     log("workers: 2")
@@ -478,8 +484,10 @@ def markdown(report: Report) -> str:
         "non-2xx counts wrk's non-2xx/3xx answers plus socket errors; * marks a ratio over more"
         " than 1 % errors on either side.",
         "",
-        "RSS of our worker after each pass (MB): "
-        + ", ".join(f"{kb / 1024:.1f}" for kb in report.rss_after_pass_kb),
+        f"RSS of our worker (MB): {report.rss_ready_kb / 1024:.1f} when ready (before any request),"
+        " after each pass "
+        + ", ".join(f"{kb / 1024:.1f}" for kb in report.rss_after_pass_kb)
+        + f"; the baseline's after the passes: {report.baseline_rss_kb / 1024:.1f}.",
     ]
     if report.layers:
         last = report.passes[-1]
@@ -487,8 +495,8 @@ def markdown(report: Report) -> str:
         lines += [
             "| configuration | "
             + " | ".join(f"{n} req/s (x full)" for n in LAYER_ENDPOINTS)
-            + " | /health/ p50 ms |",
-            "|---|" + "---:|" * (len(LAYER_ENDPOINTS) + 1),
+            + " | /health/ p50 ms | RSS MB |",
+            "|---|" + "---:|" * (len(LAYER_ENDPOINTS) + 2),
         ]
         full = report.layers["full"]
         for label, results in report.layers.items():
@@ -496,7 +504,8 @@ def markdown(report: Report) -> str:
                 f"{results[n].rps:,.0f} ({results[n].rps / full[n].rps:.2f})"
                 for n in LAYER_ENDPOINTS
             )
-            lines.append(f"| {label} | {cells} | {results['/health/'].p50_ms:.2f} |")
+            rss = report.layer_rss_kb.get(label, 0) / 1024
+            lines.append(f"| {label} | {cells} | {results['/health/'].p50_ms:.2f} | {rss:.1f} |")
         if "/health/" in last:
             lines += [
                 "",
