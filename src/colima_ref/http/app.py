@@ -48,9 +48,7 @@ class _OutermostMiddlewareStarlette(Starlette):
         return app
 
 
-def _middleware(
-    settings: Settings, metrics: Metrics, routes: Sequence[BaseRoute]
-) -> list[Middleware]:
+def _middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
     """The whole middleware stack, outermost first.
 
     Everything sits inside the request context so that its lines and error bodies carry the
@@ -65,7 +63,7 @@ def _middleware(
         )
     ]
     if settings.metrics_enabled:
-        stack.append(Middleware(MetricsMiddleware, metrics=metrics, routes=routes))
+        stack.append(Middleware(MetricsMiddleware, metrics=metrics))
     stack.append(cors_middleware(settings))
     if settings.rate_limit.enabled:
         stack.append(
@@ -131,7 +129,7 @@ def create_app(
                 readiness.phase = "draining"
 
     app = _OutermostMiddlewareStarlette(
-        outermost=_middleware(settings, recorder, routes),
+        outermost=_middleware(settings, recorder),
         routes=routes,
         exception_handlers=noting_error_types(exception_handlers(debug=settings.debug)),
         lifespan=lifespan,

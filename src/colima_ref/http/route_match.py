@@ -2,44 +2,120 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+import weakref
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from starlette.routing import BaseRoute, Match
+from starlette.convertors import PathConvertor, StringConvertor
+from starlette.routing import BaseRoute, Mount
 from starlette.types import Scope
 
 UNMATCHED_ROUTE = "<unmatched>"
-# Rate limit and response cache both ask; the answer is kept in the scope so routes are
-# scanned once per request (an ASGI extension key, namespaced by package).
+# Metrics, rate limit, response cache and the log line all ask; the answer is kept in the
+# scope so the routes are scanned once per request (an ASGI extension key, namespaced by package).
 _SCOPE_KEY = "colima_ref.route_match"
 
+RouteMatch = tuple[str, Mapping[str, str]]
+_NO_PARAMS: Mapping[str, str] = {}
 
-def match_route(scope: Scope) -> tuple[str, Mapping[str, Any]]:
-    """The path template and path params of the route the app would pick for ``scope``.
 
-    Middleware outside the router keys limits and caches by template, so that a scan of
-    random paths shares one counter (``UNMATCHED_ROUTE``) instead of creating one per path.
-    A route that matches the path but not the method (a 405) still names its template.
+class RouteTable:
+    """The route the router will pick for a path, with its path params, known before it runs.
+
+    Starlette's own ``route.matches`` costs 3-23 us a request on our routes; this costs a dict
+    lookup for a path no other route can match, else one compiled regex per route, in the
+    router's order (first route that takes the method, else the first that has the path, so a
+    405 still names its template).
+
+    Raises ValueError for a route whose params are not plain strings: the regex groups are
+    used as they are, without Starlette's convertors.
     """
-    known: tuple[str, Mapping[str, Any]] | None = scope.get(_SCOPE_KEY)
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        self._scan: list[tuple[re.Pattern[str], frozenset[str] | None, str, bool]] = []
+        for route in routes:
+            regex, template = getattr(route, "path_regex", None), getattr(route, "path", None)
+            if isinstance(regex, re.Pattern) and isinstance(template, str):
+                mount = isinstance(route, Mount)
+                _check_str_params(route, template, mount=mount)
+                self._scan.append((regex, _methods(route), template, mount))
+        self._unique: dict[str, str] = {}
+        for _, _, template, _ in self._scan:
+            if "{" not in template and sum(1 for r, *_ in self._scan if r.match(template)) == 1:
+                self._unique[template] = template
+
+    def resolve(self, method: str, path: str) -> RouteMatch:
+        """The template and path params of the route for ``method`` and ``path``, or
+        ``UNMATCHED_ROUTE`` and no params."""
+        template = self._unique.get(path)
+        if template is not None:
+            return template, _NO_PARAMS
+        partial: RouteMatch | None = None
+        for regex, methods, candidate, mount in self._scan:
+            found = regex.match(path)
+            if found is None:
+                continue
+            params = found.groupdict()
+            if mount:
+                # Like Starlette's Mount: the rest of the path is the mounted app's, not a param.
+                params.pop("path", None)
+            if methods is None or method in methods:
+                return candidate, params
+            partial = partial or (candidate, params)
+        return partial or (UNMATCHED_ROUTE, _NO_PARAMS)
+
+
+def _check_str_params(route: BaseRoute, template: str, *, mount: bool) -> None:
+    convertors: Mapping[str, Any] = getattr(route, "param_convertors", {})
+    for name, convertor in convertors.items():
+        if mount and name == "path" and isinstance(convertor, PathConvertor):
+            continue
+        if type(convertor) is not StringConvertor:
+            raise ValueError(f"route {template!r}: param {name!r} is not a plain str param")
+
+
+def _methods(route: BaseRoute) -> frozenset[str] | None:
+    methods = getattr(route, "methods", None)
+    return frozenset(methods) if methods else None
+
+
+# One table per app, built on the app's first request; weak so a dropped app frees its table.
+_TABLES: weakref.WeakKeyDictionary[Any, RouteTable] = weakref.WeakKeyDictionary()
+_EMPTY_TABLE = RouteTable(())
+
+
+def _table_of(app: Any) -> RouteTable:
+    if app is None:
+        return _EMPTY_TABLE
+    table = _TABLES.get(app)
+    if table is None:
+        table = _TABLES[app] = RouteTable(getattr(app, "routes", ()))
+    return table
+
+
+def _route_path(scope: Scope) -> str:
+    # The path the router matches: the same rules as Starlette's (private) get_route_path.
+    path: str = scope["path"]
+    root_path = scope.get("root_path", "")
+    if not root_path or not path.startswith(root_path):
+        return path
+    if path == root_path:
+        return ""
+    return path[len(root_path) :] if path[len(root_path)] == "/" else path
+
+
+def match_route(scope: Scope) -> RouteMatch:
+    """The path template and path params of the route the app in ``scope`` would pick.
+
+    Middleware outside the router keys metrics, limits, caches and log lines by template, so
+    that a scan of random paths shares one series (``UNMATCHED_ROUTE``) instead of creating
+    one per path. A route that matches the path but not the method (a 405) still names its
+    template. Raises ValueError (on an app's first request) for a route with non-str params.
+    """
+    known: RouteMatch | None = scope.get(_SCOPE_KEY)
     if known is not None:
         return known
-    found = _scan(scope)
+    found = _table_of(scope.get("app")).resolve(scope["method"], _route_path(scope))
     scope[_SCOPE_KEY] = found
     return found
-
-
-def _scan(scope: Scope) -> tuple[str, Mapping[str, Any]]:
-    app = scope.get("app")
-    routes: list[BaseRoute] = getattr(app, "routes", [])
-    partial: tuple[str, Mapping[str, Any]] | None = None
-    for route in routes:
-        match, child = route.matches(scope)
-        if match is Match.NONE:
-            continue
-        template = getattr(route, "path", UNMATCHED_ROUTE)
-        found = (template, child.get("path_params", {}))
-        if match is Match.FULL:
-            return found
-        partial = partial or found
-    return partial or (UNMATCHED_ROUTE, {})

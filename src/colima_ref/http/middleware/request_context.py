@@ -18,9 +18,9 @@ from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, 
 from colima_ref.domain.errors import BaseAPIException
 from colima_ref.http.client_ip import IPNetwork, client_ip
 from colima_ref.http.errors import error_name
+from colima_ref.http.route_match import UNMATCHED_ROUTE, match_route
 
 REQUEST_ID_HEADER = "X-Request-ID"
-UNMATCHED_ROUTE = "<unmatched>"
 # Where the exception handlers leave the error name for the log line and the metrics.
 _ERROR_TYPE = "error_type"
 
@@ -37,14 +37,6 @@ def request_id_from(scope: Scope) -> str:
                 return candidate
             break
     return str(uuid.uuid4())
-
-
-def route_template(scope: Scope) -> str:
-    """The path template of the route that served the request, so logs and metrics do not
-    get one series per cache key."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED_ROUTE
 
 
 def noting_error_types(handlers: Mapping[Any, ExceptionHandler]) -> dict[Any, ExceptionHandler]:
@@ -114,6 +106,8 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        # Resolved before the app runs: a Mount inside it rewrites the scope's root_path.
+        template = match_route(scope)[0] if self._log_requests else UNMATCHED_ROUTE
         # Until a response starts, an escaping exception means the client gets a 500.
         status_code = 500
 
@@ -132,12 +126,13 @@ class RequestContextMiddleware:
             raise
         finally:
             if self._log_requests:
-                self._log(scope, request_id, status_code, started, escaped)
+                self._log(scope, request_id, template, status_code, started, escaped)
 
     def _log(
         self,
         scope: Scope,
         request_id: str,
+        template: str,
         status_code: int,
         started: float,
         escaped: BaseException | None,
@@ -145,7 +140,7 @@ class RequestContextMiddleware:
         fields: dict[str, Any] = {
             "request_id": request_id,
             "method": scope["method"],
-            "path": route_template(scope),
+            "path": template,
             "status_code": status_code,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             "client_ip": client_ip(scope, self._trusted_proxies),
