@@ -7,7 +7,8 @@ from fnmatch import fnmatchcase
 
 import attrs
 
-from colima_ref.adapters.breaker import ServiceBreaker, through
+from colima_ref.adapters.breaker import ServiceBreaker
+from colima_ref.adapters.memory.outage import round_trip
 from colima_ref.domain.errors import CacheConnectionError
 from colima_ref.domain.models import CacheEntry, ServiceHealth
 
@@ -76,11 +77,7 @@ class InMemoryCache:
             del self._entries[key]
 
     async def _reach(self) -> None:
-        # The stand-in for a round trip to the backend, so the breaker sees the same outages.
-        await through(self.breaker, self._answer)
-
-    async def _answer(self) -> None:
-        self._fail_if_told()
+        await round_trip(self.breaker, self._fail_if_told)
 
     def _fail_if_told(self) -> None:
         if self.failing:

@@ -7,7 +7,8 @@ from typing import Any
 
 import attrs
 
-from colima_ref.adapters.breaker import ServiceBreaker, through
+from colima_ref.adapters.breaker import ServiceBreaker
+from colima_ref.adapters.memory.outage import round_trip
 from colima_ref.domain.errors import CacheConnectionError, ResourceNotFoundError
 from colima_ref.domain.models import SLOT_COUNT, ClusterNode, ServiceHealth, SlotRange
 
@@ -143,11 +144,7 @@ class InMemoryClusterTopology:
         )
 
     async def _reach(self) -> None:
-        # The stand-in for a round trip to the backend, so the breaker sees the same outages.
-        await through(self.breaker, self._answer)
-
-    async def _answer(self) -> None:
-        self._fail_if_told()
+        await round_trip(self.breaker, self._fail_if_told)
 
     def _fail_if_told(self) -> None:
         if self.failing:

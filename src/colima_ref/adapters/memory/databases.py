@@ -6,7 +6,8 @@ from typing import Literal
 
 import attrs
 
-from colima_ref.adapters.breaker import ServiceBreaker, through
+from colima_ref.adapters.breaker import ServiceBreaker
+from colima_ref.adapters.memory.outage import round_trip
 from colima_ref.domain.errors import DatabaseConnectionError
 from colima_ref.domain.models import QueryResult, ServiceHealth
 
@@ -58,11 +59,7 @@ class InMemorySqlDatabase:
         return ServiceHealth(healthy=True, info={"version": f"{self.engine} (in-memory)"})
 
     async def _reach(self) -> None:
-        # The stand-in for a round trip to the backend, so the breaker sees the same outages.
-        await through(self.breaker, self._answer)
-
-    async def _answer(self) -> None:
-        self._fail_if_told()
+        await round_trip(self.breaker, self._fail_if_told)
 
     def _fail_if_told(self) -> None:
         if self.failing:
@@ -92,11 +89,7 @@ class InMemoryDocumentDatabase:
         return ServiceHealth(healthy=True, info={"version": "MongoDB (in-memory)"})
 
     async def _reach(self) -> None:
-        # The stand-in for a round trip to the backend, so the breaker sees the same outages.
-        await through(self.breaker, self._answer)
-
-    async def _answer(self) -> None:
-        self._fail_if_told()
+        await round_trip(self.breaker, self._fail_if_told)
 
     def _fail_if_told(self) -> None:
         if self.failing:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import attrs
 
-from colima_ref.adapters.breaker import ServiceBreaker, through
+from colima_ref.adapters.breaker import ServiceBreaker
+from colima_ref.adapters.memory.outage import round_trip
 from colima_ref.domain.errors import MessageQueueError
 from colima_ref.domain.models import QueueInfo, ServiceHealth
 
@@ -39,11 +40,7 @@ class InMemoryMessageBroker:
         return ServiceHealth(healthy=True, info={"backend": "memory"})
 
     async def _reach(self) -> None:
-        # The stand-in for a round trip to the backend, so the breaker sees the same outages.
-        await through(self.breaker, self._answer)
-
-    async def _answer(self) -> None:
-        self._fail_if_told()
+        await round_trip(self.breaker, self._fail_if_told)
 
     def _fail_if_told(self) -> None:
         if self.failing:
