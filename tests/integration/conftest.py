@@ -29,9 +29,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 30.0
 SECRET_PATHS = ("postgres", "mysql", "mongodb", "redis-1", "rabbitmq")
-# The limiter and the response cache would answer for the backend under test, and a breaker opened
-# by the outage would hold the endpoint shut for 60 s after the backend returns: a short reset
-# timeout keeps the breaker in play while recovery stays measurable within the 10 s the issue allows.
+# The limiter and the response cache would answer for the backend under test, and a breaker
+# opened by the outage would hold the endpoint shut for 60 s after the backend returns: a short
+# reset timeout keeps the breaker in play while recovery stays measurable within 10 s.
 QUIET = {
     "RATE_LIMIT_ENABLED": "false",
     "RESPONSE_CACHE_ENABLED": "false",
