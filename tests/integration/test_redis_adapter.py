@@ -470,7 +470,7 @@ async def test_a_command_redis_rejects_is_a_cache_connection_error_naming_the_ca
     async with open_connection(
         private_cluster.addresses[:3], credentials_for(account.secret())
     ) as redis_:
-        await redis_.run(lambda client: client.rpush(key, "not a string"))
+        await redis_.run(lambda client: client.rpush(key, "not a string"), operation="rpush")
         try:
             with pytest.raises(CacheConnectionError) as caught:
                 await RedisCache(redis_).get(key)

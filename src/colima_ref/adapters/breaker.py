@@ -17,6 +17,7 @@ that call actually arrives.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -36,6 +37,7 @@ Ts = TypeVarTuple("Ts")
 
 State = Literal["closed", "open", "half-open"]
 Transition = Literal["closed", "half_open", "open"]
+Outcome = Literal["success", "error", "timeout", "rejected", "cancelled"]
 
 DEFAULT_FAIL_MAX: Final = 5
 DEFAULT_RESET_TIMEOUT: Final = 60.0  # seconds
@@ -53,6 +55,10 @@ class BreakerRecorder(Protocol):
     def breaker_failure(self, service: str) -> None: ...
 
     def breaker_changed(self, service: str, state: Transition) -> None: ...
+
+    def dependency_call(
+        self, service: str, operation: str, outcome: Outcome, seconds: float
+    ) -> None: ...
 
 
 def counts_as_outage(service: str, exc: BaseException) -> bool:
@@ -102,14 +108,30 @@ class ServiceBreaker:
             name=self.service,
         )
 
-    async def call(self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
-        """Await ``fn(*args)`` unless the circuit is open.
+    async def call(self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts, operation: str) -> T:
+        """Await ``fn(*args)`` unless the circuit is open, recording it as one ``operation``
+        (the port method: ``get``, ``current_timestamp``...) of this service.
+
+        Every call, refused ones included, goes to the recorder with its duration and outcome:
+        ``success``, ``rejected`` (the circuit refused it), ``timeout`` (our or the builtin
+        TimeoutError), ``cancelled`` or ``error`` (anything else). The call whose outage opens
+        the circuit counts by that outage, since it did reach the backend.
 
         Raises:
             CircuitBreakerError: the circuit is open, a trial call is running, or this call
                 was the outage that opened it (chained from that outage).
             Exception: whatever ``fn`` raises, while the circuit stays closed.
         """
+        started = time.perf_counter()
+        try:
+            result = await self._guarded(fn, *args)
+        except BaseException as exc:
+            self._record(operation, _outcome_of(exc), started)
+            raise
+        self._record(operation, "success", started)
+        return result
+
+    async def _guarded(self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
         trial = self._admit()
         if trial:
             self._trial_running = True
@@ -121,6 +143,11 @@ class ServiceBreaker:
             if trial:
                 self._trial_running = False
         return result
+
+    def _record(self, operation: str, outcome: Outcome, started: float) -> None:
+        if self.recorder is not None:
+            seconds = time.perf_counter() - started
+            self.recorder.dependency_call(self.service, operation, outcome, seconds)
 
     @property
     def state(self) -> State:
@@ -200,6 +227,20 @@ class ServiceBreaker:
             self.recorder.breaker_failure(self.service)
 
 
+def _outcome_of(exc: BaseException) -> Outcome:
+    # A refusal chained from an outage is the call that opened the circuit: it reached the
+    # backend, so it is recorded as that outage rather than as rejected.
+    if isinstance(exc, errors.CircuitBreakerError):
+        if exc.__cause__ is None or isinstance(exc.__cause__, aiobreaker.CircuitBreakerError):
+            return "rejected"
+        return _outcome_of(exc.__cause__)
+    if isinstance(exc, TimeoutError | errors.TimeoutError):
+        return "timeout"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    return "error"
+
+
 def _whole_seconds(seconds: float) -> int:
     # Retry-After is whole seconds; 0 would invite a retry into a circuit that is still open.
     return max(1, math.ceil(seconds))
@@ -217,12 +258,19 @@ class _Listener(aiobreaker.CircuitBreakerListener):  # type: ignore[misc]
 
 
 async def through(
-    breaker: ServiceBreaker | None, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts
+    breaker: ServiceBreaker | None,
+    fn: Callable[[*Ts], Awaitable[T]],
+    *args: *Ts,
+    operation: str,
 ) -> T:
-    """Await ``fn(*args)`` through ``breaker``, or directly when there is none."""
+    """Await ``fn(*args)`` as ``operation`` through ``breaker``, or directly when there is none.
+
+    Without a breaker (a health probe) the call is neither guarded nor recorded: probes are
+    timed by the health report, and a dependency series per probe would double-count them.
+    """
     if breaker is None:
         return await fn(*args)
-    return await breaker.call(fn, *args)
+    return await breaker.call(fn, *args, operation=operation)
 
 
 def breakers_for(

@@ -122,14 +122,17 @@ class MongoDocumentDatabase:
     async def collection_names(self) -> list[str]:
         """The names of the collections in the secret's database, sorted."""
         names = await self._run(
-            lambda session: session.client[session.database].list_collection_names()
+            lambda session: session.client[session.database].list_collection_names(),
+            operation="collection_names",
         )
         return sorted(names)
 
     async def check(self) -> ServiceHealth:
         """Healthy with the ``version`` from ``buildInfo`` once a logged-in command round-trips."""
         info = await self._run(
-            lambda session: session.client[session.database].command("buildInfo"), probe=True
+            lambda session: session.client[session.database].command("buildInfo"),
+            operation="check",
+            probe=True,
         )
         return ServiceHealth(healthy=True, info={"version": str(info.get("version", "unknown"))})
 
@@ -140,9 +143,14 @@ class MongoDocumentDatabase:
                 await self._current.client.close()
                 self._current = None
 
-    async def _run(self, command: Callable[[_Session], Awaitable[T]], *, probe: bool = False) -> T:
-        """Every call to MongoDB, through the circuit breaker unless it is a health probe."""
-        return await through(None if probe else self._breaker, self._call, command)
+    async def _run(
+        self, command: Callable[[_Session], Awaitable[T]], *, operation: str, probe: bool = False
+    ) -> T:
+        """Every call to MongoDB, through the circuit breaker, which records it as
+        ``operation``; a health probe bypasses both."""
+        return await through(
+            None if probe else self._breaker, self._call, command, operation=operation
+        )
 
     async def _call(self, command: Callable[[_Session], Awaitable[T]]) -> T:
         """Run ``command`` on the current client: every call to MongoDB passes here."""

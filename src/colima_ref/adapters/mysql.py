@@ -101,12 +101,16 @@ class MySqlDatabase:
 
     async def current_timestamp(self) -> QueryResult:
         """The server's ``NOW()`` in UTC, written as MySQL writes it."""
-        moment = await self._run(lambda conn: _first_value(conn, TIMESTAMP_QUERY))
+        moment = await self._run(
+            lambda conn: _first_value(conn, TIMESTAMP_QUERY), operation="current_timestamp"
+        )
         return QueryResult(query=TIMESTAMP_QUERY, result=moment.isoformat(sep=" "))
 
     async def check(self) -> ServiceHealth:
         """Healthy with ``version`` ("10.11.19-MariaDB-0+deb12u1") when a query round-trips."""
-        version = await self._run(lambda conn: _first_value(conn, _VERSION_QUERY), probe=True)
+        version = await self._run(
+            lambda conn: _first_value(conn, _VERSION_QUERY), operation="check", probe=True
+        )
         return ServiceHealth(healthy=True, info={"version": str(version)})
 
     async def close(self) -> None:
@@ -116,9 +120,14 @@ class MySqlDatabase:
                 await _close(self._current)
                 self._current = None
 
-    async def _run(self, query: Callable[[Connection], Awaitable[T]], *, probe: bool = False) -> T:
-        """Every call to MySQL, through the circuit breaker unless it is a health probe."""
-        return await through(None if probe else self._breaker, self._call, query)
+    async def _run(
+        self, query: Callable[[Connection], Awaitable[T]], *, operation: str, probe: bool = False
+    ) -> T:
+        """Every call to MySQL, through the circuit breaker, which records it as
+        ``operation``; a health probe bypasses both."""
+        return await through(
+            None if probe else self._breaker, self._call, query, operation=operation
+        )
 
     async def _call(self, query: Callable[[Connection], Awaitable[T]]) -> T:
         """Run ``query`` on a pooled connection: every call to the server passes here."""

@@ -118,13 +118,15 @@ class PostgresDatabase:
 
     async def current_timestamp(self) -> QueryResult:
         """The server's ``current_timestamp`` as PostgreSQL writes it, in UTC."""
-        result = await self._run(lambda conn: _first_value_as_text(conn, TIMESTAMP_QUERY))
+        result = await self._run(
+            lambda conn: _first_value_as_text(conn, TIMESTAMP_QUERY), operation="current_timestamp"
+        )
         return QueryResult(query=TIMESTAMP_QUERY, result=result)
 
     async def check(self) -> ServiceHealth:
         """Healthy with ``version`` ("PostgreSQL 15.20") when a query round-trips."""
         version = await self._run(
-            lambda conn: _first_value_as_text(conn, _VERSION_QUERY), probe=True
+            lambda conn: _first_value_as_text(conn, _VERSION_QUERY), operation="check", probe=True
         )
         return ServiceHealth(healthy=True, info={"version": " ".join(version.split()[:2])})
 
@@ -135,9 +137,14 @@ class PostgresDatabase:
                 await self._current.pool.close()
                 self._current = None
 
-    async def _run(self, query: Callable[[Connection], Awaitable[T]], *, probe: bool = False) -> T:
-        """Every call to PostgreSQL, through the circuit breaker unless it is a health probe."""
-        return await through(None if probe else self._breaker, self._call, query)
+    async def _run(
+        self, query: Callable[[Connection], Awaitable[T]], *, operation: str, probe: bool = False
+    ) -> T:
+        """Every call to PostgreSQL, through the circuit breaker, which records it as
+        ``operation``; a health probe bypasses both."""
+        return await through(
+            None if probe else self._breaker, self._call, query, operation=operation
+        )
 
     async def _call(self, query: Callable[[Connection], Awaitable[T]]) -> T:
         """Run ``query`` on a pooled connection: every call to PostgreSQL passes here."""

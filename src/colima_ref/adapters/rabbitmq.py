@@ -132,15 +132,19 @@ class RabbitMqBroker:
 
     async def publish(self, queue: str, body: bytes) -> None:
         """Put ``body`` on the durable ``queue`` as a persistent message the broker confirmed."""
-        await self._run(lambda connection: self._publish(connection, queue, body))
+        await self._run(
+            lambda connection: self._publish(connection, queue, body), operation="publish"
+        )
 
     async def queue_info(self, queue: str) -> QueueInfo:
         """Message and consumer counts of ``queue``; ``exists=False`` (not created) if unknown."""
-        return await self._run(lambda connection: _queue_info(connection, queue))
+        return await self._run(
+            lambda connection: _queue_info(connection, queue), operation="queue_info"
+        )
 
     async def check(self) -> ServiceHealth:
         """Healthy with the broker's ``version`` once a channel opens and closes on it."""
-        version = await self._run(_round_trip, probe=True)
+        version = await self._run(_round_trip, operation="check", probe=True)
         return ServiceHealth(healthy=True, info={"version": version})
 
     async def close(self) -> None:
@@ -152,10 +156,17 @@ class RabbitMqBroker:
                 await connection.close()
 
     async def _run(
-        self, operation: Callable[[AbstractConnection], Awaitable[T]], *, probe: bool = False
+        self,
+        call: Callable[[AbstractConnection], Awaitable[T]],
+        *,
+        operation: str,
+        probe: bool = False,
     ) -> T:
-        """Every call to RabbitMQ, through the circuit breaker unless it is a health probe."""
-        return await through(None if probe else self._breaker, self._call, operation)
+        """Every call to RabbitMQ, through the circuit breaker, which records it as
+        ``operation``; a health probe bypasses both."""
+        return await through(
+            None if probe else self._breaker, self._call, call, operation=operation
+        )
 
     async def _call(self, operation: Callable[[AbstractConnection], Awaitable[T]]) -> T:
         """Run ``operation`` on the live connection: every call to RabbitMQ passes here."""

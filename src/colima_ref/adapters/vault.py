@@ -173,7 +173,7 @@ class VaultSecretStore:
 
     async def read(self, path: str) -> Secret:
         """The latest version of the secret at ``path`` (under the prefix), every value as text."""
-        return await through(self._breaker, self._read, path)
+        return await through(self._breaker, self._read, path, operation="read")
 
     async def _read(self, path: str) -> Secret:
         full_path = f"{self.prefix.strip('/')}/{path}" if self.prefix.strip("/") else path

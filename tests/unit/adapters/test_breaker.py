@@ -58,7 +58,7 @@ async def trip(breaker: ServiceBreaker, backend: Backend) -> None:
     backend.error = outage(breaker.service)
     for _ in range(breaker.fail_max):
         with pytest.raises(errors.ServiceUnavailableError):
-            await breaker.call(backend)
+            await breaker.call(backend, operation="get")
 
 
 async def test_five_outages_open_the_circuit_and_the_sixth_call_fails_at_once() -> None:
@@ -67,11 +67,11 @@ async def test_five_outages_open_the_circuit_and_the_sixth_call_fails_at_once() 
 
     for _ in range(4):
         with pytest.raises(errors.DatabaseConnectionError):
-            await breaker.call(backend)
+            await breaker.call(backend, operation="get")
     with pytest.raises(errors.CircuitBreakerError) as tripped:
-        await breaker.call(backend)
+        await breaker.call(backend, operation="get")
     with pytest.raises(errors.CircuitBreakerError) as refused:
-        await breaker.call(backend)
+        await breaker.call(backend, operation="get")
 
     assert backend.calls == 5
     assert isinstance(tripped.value.__cause__, errors.DatabaseConnectionError)
@@ -88,7 +88,7 @@ async def test_retry_after_is_the_whole_seconds_left_on_the_monotonic_clock() ->
 
     now[0] += 20.5
     with pytest.raises(errors.CircuitBreakerError) as refused:
-        await breaker.call(Backend())
+        await breaker.call(Backend(), operation="get")
 
     assert refused.value.retry_after == 40
     assert breaker.snapshot() == {
@@ -149,10 +149,10 @@ async def test_only_one_trial_runs_at_a_time_while_half_open() -> None:
         await release.wait()
         return "recovered"
 
-    trial = asyncio.create_task(breaker.call(slow_trial))
+    trial = asyncio.create_task(breaker.call(slow_trial, operation="get"))
     await asyncio.sleep(0)
     with pytest.raises(errors.CircuitBreakerError) as refused:
-        await breaker.call(Backend())
+        await breaker.call(Backend(), operation="get")
     release.set()
 
     assert await trial == "recovered"
@@ -172,6 +172,9 @@ async def test_concurrent_outages_open_the_circuit_once() -> None:
         def breaker_changed(self, service: str, state: str) -> None:
             opened.append(state)
 
+        def dependency_call(self, service: str, operation: str, outcome: str, s: float) -> None:
+            pass
+
     breaker = ServiceBreaker("redis", reset_timeout=60, clock=lambda: now[0], recorder=Recorder())
     release = asyncio.Event()
 
@@ -179,7 +182,7 @@ async def test_concurrent_outages_open_the_circuit_once() -> None:
         await release.wait()
         raise outage("redis")
 
-    calls = [asyncio.create_task(breaker.call(slow_outage)) for _ in range(8)]
+    calls = [asyncio.create_task(breaker.call(slow_outage, operation="get")) for _ in range(8)]
     await asyncio.sleep(0)
     release.set()
     results = await asyncio.gather(*calls, return_exceptions=True)
@@ -233,11 +236,11 @@ async def test_an_error_that_is_not_an_outage_passes_through_and_resets_the_coun
     backend.error = outage()
     for _ in range(4):
         with pytest.raises(errors.DatabaseConnectionError):
-            await breaker.call(backend)
+            await breaker.call(backend, operation="get")
 
     backend.error = answer
     with pytest.raises(type(answer)):
-        await breaker.call(backend)
+        await breaker.call(backend, operation="get")
 
     assert breaker.snapshot()["failures"] == 0
     assert breaker.state == "closed"
@@ -250,7 +253,7 @@ async def test_another_services_outage_does_not_trip_this_breaker() -> None:
 
     for _ in range(10):
         with pytest.raises(errors.VaultUnavailableError):
-            await breaker.call(backend)
+            await breaker.call(backend, operation="get")
 
     assert breaker.state == "closed"
 
@@ -261,9 +264,9 @@ async def test_our_timeout_counts_as_an_outage() -> None:
 
     for _ in range(4):
         with pytest.raises(errors.TimeoutError):
-            await breaker.call(backend)
+            await breaker.call(backend, operation="get")
     with pytest.raises(errors.CircuitBreakerError):
-        await breaker.call(backend)
+        await breaker.call(backend, operation="get")
 
     assert breaker.state == "open"
 
@@ -287,13 +290,13 @@ async def test_retry_after_and_the_trial_are_right_outside_utc() -> None:
     breaker, backend = ServiceBreaker("postgres", reset_timeout=RESET), Backend()
     await trip(breaker, backend)
     with pytest.raises(errors.CircuitBreakerError) as refused:
-        await breaker.call(backend)
+        await breaker.call(backend, operation="get")
 
     await asyncio.sleep(RESET + 0.05)
     backend.error = None
 
     assert refused.value.retry_after == 1
-    assert await breaker.call(backend) == "answer"
+    assert await breaker.call(backend, operation="get") == "answer"
 
 
 async def test_a_health_probe_neither_trips_nor_waits_for_the_breaker() -> None:
@@ -427,3 +430,43 @@ def test_the_full_cycle_shows_in_health_all_and_moves_the_metrics(
     assert breaker_metric(client, "circuit_breaker_closed_total") == 1
     assert breaker_metric(client, "circuit_breaker_state") == 0
     assert breaker_metric(client, "circuit_breaker_opened_total", service="mysql") == 0
+
+
+async def test_each_call_is_recorded_with_the_outcome_its_exception_means() -> None:
+    recorded: list[tuple[str, str, str]] = []
+
+    class Recorder:
+        def breaker_failure(self, service: str) -> None:
+            pass
+
+        def breaker_changed(self, service: str, state: str) -> None:
+            pass
+
+        def dependency_call(self, service: str, operation: str, outcome: str, s: float) -> None:
+            assert s >= 0
+            recorded.append((service, operation, outcome))
+
+    breaker = ServiceBreaker("postgres", fail_max=2, reset_timeout=60, recorder=Recorder())
+    backend = Backend()
+    await breaker.call(backend, operation="query")
+    backend.error = errors.ResourceNotFoundError("no such row")
+    with pytest.raises(errors.ResourceNotFoundError):
+        await breaker.call(backend, operation="query")
+    backend.error = errors.TimeoutError("slow")
+    with pytest.raises(errors.TimeoutError):
+        await breaker.call(backend, operation="query")
+    backend.error = outage()
+    with pytest.raises(errors.CircuitBreakerError):
+        await breaker.call(backend, operation="query")
+    with pytest.raises(errors.CircuitBreakerError):
+        await breaker.call(backend, operation="query")
+
+    assert [outcome for _, _, outcome in recorded] == [
+        "success",
+        "error",
+        "timeout",
+        "error",
+        "rejected",
+    ]
+    assert {(service, operation) for service, operation, _ in recorded} == {("postgres", "query")}
+    assert backend.calls == 4

@@ -233,3 +233,48 @@ def test_the_endpoint_label_is_the_template_the_log_line_names(
     assert moved == [
         {"method": method, "endpoint": line["path"], "status": str(line["status_code"])}
     ]
+
+
+def dependency_calls(found: Samples, service: str, operation: str, outcome: str) -> float:
+    key = labels(service=service, operation=operation, outcome=outcome)
+    return found.get(("dependency_requests_total", key), 0)
+
+
+def test_every_backend_call_is_counted_and_timed_per_service_operation_and_outcome() -> None:
+    metrics = Metrics(name="t", version="0")
+    services = memory.services(fail_max=2, recorder=metrics)
+    app = create_app(serving(services), Settings(), metrics=metrics)
+    query = "/examples/database/postgres/query"
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for _ in range(3):
+            client.get("/examples/cache/k1")
+        client.get(query)
+        services.postgres.failing = True  # type: ignore[attr-defined]
+        statuses = [client.get(query).status_code for _ in range(3)]
+        found = scrape(client)
+
+    assert statuses == [503, 503, 503]
+    assert dependency_calls(found, "redis", "get", "success") == 3
+    timed = labels(service="redis", operation="get")
+    assert found[("dependency_request_duration_seconds_count", timed)] == 3
+    assert dependency_calls(found, "postgres", "current_timestamp", "success") == 1
+    # The second outage opens the circuit (fail_max=2): it reached PostgreSQL, so it is an
+    # error; the third call never left the process.
+    assert dependency_calls(found, "postgres", "current_timestamp", "error") == 2
+    assert dependency_calls(found, "postgres", "current_timestamp", "rejected") == 1
+    timed = labels(service="postgres", operation="current_timestamp")
+    assert found[("dependency_request_duration_seconds_count", timed)] == 4
+
+
+def test_health_probes_are_not_counted_as_dependency_calls() -> None:
+    metrics = Metrics(name="t", version="0")
+    app = create_app(serving(memory.services(recorder=metrics)), Settings(), metrics=metrics)
+
+    with TestClient(app) as client:
+        client.get("/health/all")
+        found = scrape(client)
+
+    # /health/all probes every service; the only calls recorded are the response cache's.
+    called = {dict(key)["service"] for (name, key) in found if name == "dependency_requests_total"}
+    assert called == {"redis"}

@@ -35,7 +35,7 @@ class InMemoryCache:
     _entries: dict[str, _Stored] = attrs.field(factory=dict, init=False, repr=False)
 
     async def get(self, key: str) -> CacheEntry | None:
-        await self._reach()
+        await self._reach("get")
         self._drop_expired()
         stored = self._entries.get(key)
         if stored is None:
@@ -45,17 +45,17 @@ class InMemoryCache:
         return CacheEntry(stored.value, ttl=math.ceil(stored.expires_at - self.clock()))
 
     async def set(self, key: str, value: str, ttl: int | None = None) -> None:
-        await self._reach()
+        await self._reach("set")
         expires_at = None if ttl is None else self.clock() + ttl
         self._entries[key] = _Stored(value, expires_at)
 
     async def delete(self, key: str) -> bool:
-        await self._reach()
+        await self._reach("delete")
         self._drop_expired()
         return self._entries.pop(key, None) is not None
 
     async def delete_matching(self, pattern: str) -> int:
-        await self._reach()
+        await self._reach("delete_matching")
         self._drop_expired()
         doomed = [key for key in self._entries if fnmatchcase(key, pattern)]
         for key in doomed:
@@ -76,8 +76,8 @@ class InMemoryCache:
         for key in expired:
             del self._entries[key]
 
-    async def _reach(self) -> None:
-        await round_trip(self.breaker, self._fail_if_told)
+    async def _reach(self, operation: str) -> None:
+        await round_trip(self.breaker, self._fail_if_told, operation=operation)
 
     def _fail_if_told(self) -> None:
         if self.failing:

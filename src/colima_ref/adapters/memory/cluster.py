@@ -75,11 +75,11 @@ class InMemoryClusterTopology:
     )
 
     async def nodes(self) -> list[ClusterNode]:
-        await self._reach()
+        await self._reach("nodes")
         return list(self._nodes)
 
     async def cluster_info(self) -> Mapping[str, Any]:
-        await self._reach()
+        await self._reach("cluster_info")
         return self._info()
 
     def _info(self) -> Mapping[str, Any]:
@@ -101,7 +101,7 @@ class InMemoryClusterTopology:
         }
 
     async def node_info(self, node: str) -> Mapping[str, Any]:
-        await self._reach()
+        await self._reach("node_info")
         found = _node_lookup(self._nodes).get(node)
         if found is None:
             raise ResourceNotFoundError(f"Unknown Redis node {node!r}", {"node": node})
@@ -143,8 +143,8 @@ class InMemoryClusterTopology:
             },
         )
 
-    async def _reach(self) -> None:
-        await round_trip(self.breaker, self._fail_if_told)
+    async def _reach(self, operation: str) -> None:
+        await round_trip(self.breaker, self._fail_if_told, operation=operation)
 
     def _fail_if_told(self) -> None:
         if self.failing:

@@ -50,7 +50,7 @@ class InMemorySqlDatabase:
     breaker: ServiceBreaker | None = attrs.field(default=None, repr=False)
 
     async def current_timestamp(self) -> QueryResult:
-        await self._reach()
+        await self._reach("current_timestamp")
         result = _as_text(self.engine, self.clock())
         return QueryResult(query=_TEST_QUERY[self.engine], result=result)
 
@@ -58,8 +58,8 @@ class InMemorySqlDatabase:
         self._fail_if_told()
         return ServiceHealth(healthy=True, info={"version": f"{self.engine} (in-memory)"})
 
-    async def _reach(self) -> None:
-        await round_trip(self.breaker, self._fail_if_told)
+    async def _reach(self, operation: str) -> None:
+        await round_trip(self.breaker, self._fail_if_told, operation=operation)
 
     def _fail_if_told(self) -> None:
         if self.failing:
@@ -81,15 +81,15 @@ class InMemoryDocumentDatabase:
     breaker: ServiceBreaker | None = attrs.field(default=None, repr=False)
 
     async def collection_names(self) -> list[str]:
-        await self._reach()
+        await self._reach("collection_names")
         return list(self.collections)
 
     async def check(self) -> ServiceHealth:
         self._fail_if_told()
         return ServiceHealth(healthy=True, info={"version": "MongoDB (in-memory)"})
 
-    async def _reach(self) -> None:
-        await round_trip(self.breaker, self._fail_if_told)
+    async def _reach(self, operation: str) -> None:
+        await round_trip(self.breaker, self._fail_if_told, operation=operation)
 
     def _fail_if_told(self) -> None:
         if self.failing:

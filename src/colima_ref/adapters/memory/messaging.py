@@ -21,11 +21,11 @@ class InMemoryMessageBroker:
     _queues: dict[str, list[bytes]] = attrs.field(factory=dict, init=False, repr=False)
 
     async def publish(self, queue: str, body: bytes) -> None:
-        await self._reach()
+        await self._reach("publish")
         self._queues.setdefault(queue, []).append(body)
 
     async def queue_info(self, queue: str) -> QueueInfo:
-        await self._reach()
+        await self._reach("queue_info")
         messages = self._queues.get(queue)
         if messages is None:
             return QueueInfo(queue=queue, exists=False)
@@ -39,8 +39,8 @@ class InMemoryMessageBroker:
         self._fail_if_told()
         return ServiceHealth(healthy=True, info={"backend": "memory"})
 
-    async def _reach(self) -> None:
-        await round_trip(self.breaker, self._fail_if_told)
+    async def _reach(self, operation: str) -> None:
+        await round_trip(self.breaker, self._fail_if_told, operation=operation)
 
     def _fail_if_told(self) -> None:
         if self.failing:

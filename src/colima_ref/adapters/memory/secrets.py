@@ -65,7 +65,7 @@ class InMemorySecretStore:
     breaker: ServiceBreaker | None = attrs.field(default=None, repr=False)
 
     async def read(self, path: str) -> Secret:
-        await self._reach()
+        await self._reach("read")
         try:
             data = self._secrets[path]
         except KeyError:
@@ -88,8 +88,8 @@ class InMemorySecretStore:
             },
         )
 
-    async def _reach(self) -> None:
-        await round_trip(self.breaker, self._fail_if_told)
+    async def _reach(self, operation: str) -> None:
+        await round_trip(self.breaker, self._fail_if_told, operation=operation)
 
     def _fail_if_told(self) -> None:
         if self.failing:

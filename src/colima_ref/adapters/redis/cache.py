@@ -36,7 +36,7 @@ class RedisCache:
                 value, ttl = await pipe.execute()
             return value, ttl
 
-        value, ttl = await self._connection.run(read)
+        value, ttl = await self._connection.run(read, operation="get")
         # TTL runs after GET: a key expiring in between reads as missing, not as immortal.
         if value is None or ttl == _MISSING:
             return None
@@ -46,10 +46,12 @@ class RedisCache:
         if ttl is not None and ttl <= 0:
             await self.delete(key)
             return
-        await self._connection.run(lambda client: client.set(key, value, ex=ttl))
+        await self._connection.run(lambda client: client.set(key, value, ex=ttl), operation="set")
 
     async def delete(self, key: str) -> bool:
-        removed: int = await self._connection.run(lambda client: client.delete(key))
+        removed: int = await self._connection.run(
+            lambda client: client.delete(key), operation="delete"
+        )
         return removed > 0
 
     async def delete_matching(self, pattern: str) -> int:
@@ -66,7 +68,7 @@ class RedisCache:
                 removed += await client.delete(*batch)
             return removed
 
-        return await self._connection.run(delete_all)
+        return await self._connection.run(delete_all, operation="delete_matching")
 
     async def check(self) -> ServiceHealth:
         """The same health as RedisClusterTopology.check."""

@@ -118,12 +118,20 @@ class RedisConnection:
         finally:
             await connection.close()
 
-    async def run(self, call: Callable[[Client], Awaitable[T]], *, probe: bool = False) -> T:
-        """Await ``call`` on the shared client; a health ``probe`` bypasses the breaker."""
-        return await self._run(lambda current: call(current.client), probe=probe)
+    async def run(
+        self, call: Callable[[Client], Awaitable[T]], *, operation: str, probe: bool = False
+    ) -> T:
+        """Await ``call`` as ``operation`` (a port method) on the shared client; a health
+        ``probe`` bypasses the breaker and is not recorded."""
+        return await self._run(
+            lambda current: call(current.client), operation=operation, probe=probe
+        )
 
-    async def run_on_node(self, address: Address, call: Callable[[Redis], Awaitable[T]]) -> T:
-        """Await ``call`` on a plain client of the one node at ``address``, closed afterwards.
+    async def run_on_node(
+        self, address: Address, call: Callable[[Redis], Awaitable[T]], *, operation: str
+    ) -> T:
+        """Await ``call`` (recorded as ``operation``) on a plain client of the one node at
+        ``address``, closed afterwards.
 
         For per-node commands (INFO): RedisCluster only routes to nodes listed in CLUSTER
         SLOTS, which leaves out replicas that have not replicated anything yet.
@@ -134,7 +142,7 @@ class RedisConnection:
             async with Redis(host=host, port=port, retry=_retry(0), **current.login) as node:
                 return await call(node)
 
-        return await self._run(on_node)
+        return await self._run(on_node, operation=operation)
 
     async def close(self) -> None:
         """Close the client and every connection of every node. The next call builds a new one."""
@@ -143,9 +151,13 @@ class RedisConnection:
                 await self._current.client.aclose()
                 self._current = None
 
-    async def _run(self, call: Callable[[_Client], Awaitable[T]], *, probe: bool = False) -> T:
+    async def _run(
+        self, call: Callable[[_Client], Awaitable[T]], *, operation: str, probe: bool = False
+    ) -> T:
         """Every command sent to Redis, through the circuit breaker unless it is a probe's."""
-        return await through(None if probe else self._breaker, self._call, call)
+        return await through(
+            None if probe else self._breaker, self._call, call, operation=operation
+        )
 
     async def _call(self, call: Callable[[_Client], Awaitable[T]]) -> T:
         try:

@@ -48,11 +48,11 @@ class RedisClusterTopology:
             )
             return parse_cluster_nodes(text)
 
-        return await self._connection.run(nodes)
+        return await self._connection.run(nodes, operation="nodes")
 
     async def cluster_info(self) -> Mapping[str, Any]:
         """CLUSTER INFO with numbers as ints; ``{"cluster_enabled": 0}`` for a standalone server."""
-        return await self._connection.run(_cluster_info)
+        return await self._connection.run(_cluster_info, operation="cluster_info")
 
     async def node_info(self, node: str) -> Mapping[str, Any]:
         """INFO of the node named ``node`` (``redis-2`` or ``127.0.0.1:7002``).
@@ -71,7 +71,7 @@ class RedisClusterTopology:
             found: dict[str, Any] = await client.info()
             return found
 
-        return await self._connection.run_on_node(address, info)
+        return await self._connection.run_on_node(address, info, operation="node_info")
 
     async def check(self) -> ServiceHealth:
         """Healthy when the cluster state is ``ok``; see ``cluster_health``."""
@@ -106,7 +106,7 @@ class RedisClusterTopology:
 async def cluster_health(connection: RedisConnection) -> ServiceHealth:
     """The ``redis`` health the contract shows: cluster_enabled, cluster_state, total_nodes."""
     # A probe bypasses the circuit breaker, so a recovered cluster shows healthy at once.
-    info = await connection.run(_cluster_info, probe=True)
+    info = await connection.run(_cluster_info, operation="check", probe=True)
     if not connection.cluster:
         return ServiceHealth(
             healthy=True,
