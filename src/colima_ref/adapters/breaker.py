@@ -29,6 +29,7 @@ import attrs
 import structlog
 
 from colima_ref.domain import errors
+from colima_ref.observability.metrics import Outcome
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +38,6 @@ Ts = TypeVarTuple("Ts")
 
 State = Literal["closed", "open", "half-open"]
 Transition = Literal["closed", "half_open", "open"]
-Outcome = Literal["success", "error", "timeout", "rejected", "cancelled"]
 
 DEFAULT_FAIL_MAX: Final = 5
 DEFAULT_RESET_TIMEOUT: Final = 60.0  # seconds

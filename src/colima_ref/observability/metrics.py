@@ -17,10 +17,7 @@ processes on their own ports, each one a Prometheus target.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Literal
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -29,7 +26,6 @@ from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
 
-from colima_ref.domain import errors
 from colima_ref.ports.services import SERVICE_NAMES
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -282,33 +278,3 @@ class Metrics:
         """Record one call to a backing service (``postgres``, ``query``, ``success``, 0.002)."""
         self._dependency_requests.add((service, operation, outcome))
         self._dependency_duration.record(seconds, {"service": service, "operation": operation})
-
-    @contextmanager
-    def dependency(self, service: str, operation: str) -> Iterator[None]:
-        """Time the block as one call to ``service`` and record its outcome.
-
-        An open breaker (CircuitBreakerError) counts as ``rejected``, a builtin or domain
-        TimeoutError as ``timeout``, cancellation as ``cancelled``, any other exception as
-        ``error``. The exception is re-raised.
-        """
-        started = time.perf_counter()
-        try:
-            yield
-        except BaseException as exc:
-            self.dependency_call(service, operation, _outcome_of(exc), _since(started))
-            raise
-        self.dependency_call(service, operation, "success", _since(started))
-
-
-def _since(started: float) -> float:
-    return time.perf_counter() - started
-
-
-def _outcome_of(exc: BaseException) -> Outcome:
-    if isinstance(exc, errors.CircuitBreakerError):
-        return "rejected"
-    if isinstance(exc, TimeoutError | errors.TimeoutError):
-        return "timeout"
-    if isinstance(exc, asyncio.CancelledError):
-        return "cancelled"
-    return "error"

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from colima_ref.domain.errors import CircuitBreakerError, DatabaseConnectionError
-from colima_ref.domain.errors import TimeoutError as OperationTimeoutError
 from colima_ref.observability.metrics import Metrics
 from colima_ref.ports.services import SERVICE_NAMES
 
@@ -94,12 +90,14 @@ def test_app_info_is_one_with_version_and_name(metrics: Metrics) -> None:
     assert samples(metrics)[("app_info", labels(version="9.9.9", name="test app"))] == 1
 
 
-async def test_a_dependency_block_records_its_outcome_and_duration(metrics: Metrics) -> None:
-    with metrics.dependency("postgres", "query"):
-        await asyncio.sleep(0.01)
-    for failure in (CircuitBreakerError(), OperationTimeoutError(), DatabaseConnectionError()):
-        with pytest.raises(type(failure)), metrics.dependency("postgres", "query"):
-            raise failure
+def test_dependency_calls_count_by_outcome_and_time_by_operation(metrics: Metrics) -> None:
+    for outcome, seconds in (
+        ("success", 0.01),
+        ("rejected", 0.0),
+        ("timeout", 5.0),
+        ("error", 0.2),
+    ):
+        metrics.dependency_call("postgres", "query", outcome, seconds)
 
     found = samples(metrics)
     for outcome in ("success", "rejected", "timeout", "error"):
@@ -107,7 +105,7 @@ async def test_a_dependency_block_records_its_outcome_and_duration(metrics: Metr
         assert found[("dependency_requests_total", key)] == 1, outcome
     timing = labels(service="postgres", operation="query")
     assert found[("dependency_request_duration_seconds_count", timing)] == 4
-    assert found[("dependency_request_duration_seconds_sum", timing)] >= 0.01
+    assert found[("dependency_request_duration_seconds_sum", timing)] == pytest.approx(5.21)
 
 
 def test_request_durations_use_second_buckets_from_5_ms_to_10_s(metrics: Metrics) -> None:
