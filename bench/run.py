@@ -339,7 +339,7 @@ def machine() -> dict[str, str]:
         "memory": f"{mem_kb / 1024 / 1024:.1f} GiB",
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "wrk": wrk_version.split("\n")[0].strip(),
+        "wrk": wrk_version.split("\n")[0].split(" Copyright")[0].strip(),
     }
 
 
