@@ -23,11 +23,11 @@ from limits.aio.strategies import (
 )
 from limits.errors import StorageError
 from limits.storage import storage_from_string
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colima_ref.http.client_ip import IPNetwork, client_ip
 from colima_ref.http.errors import error_response
+from colima_ref.http.middleware.moving_window import MovingWindowMemoryStorage
 from colima_ref.http.route_match import match_route
 from colima_ref.settings import RateLimitSettings
 
@@ -42,12 +42,32 @@ _STRATEGIES: dict[str, type[RateLimiter]] = {
 _log = structlog.get_logger("colima_ref.http.rate_limit")
 
 
+RawHeaders = list[tuple[bytes, bytes]]
+
+
 @attrs.frozen
 class Policy:
     """A named limit; the name is the IETF header's policy name."""
 
     name: str
     item: limits.RateLimitItem
+    # The headers that depend on the policy alone, encoded once instead of per request.
+    fixed_headers: RawHeaders = attrs.field(init=False, eq=False, repr=False)
+
+    @fixed_headers.default
+    def _encode_fixed_headers(self) -> RawHeaders:
+        limit = self.item.amount
+        policy = f'"{self.name}";q={limit};w={self.item.get_expiry()}'
+        return [(b"x-ratelimit-limit", str(limit).encode()), (b"ratelimit-policy", policy.encode())]
+
+    def headers(self, remaining: int, reset_time: float, reset_after: int) -> RawHeaders:
+        """Every rate-limit header of a response, as ASGI header pairs."""
+        return [
+            *self.fixed_headers,
+            (b"x-ratelimit-remaining", str(remaining).encode()),
+            (b"x-ratelimit-reset", str(math.ceil(reset_time)).encode()),
+            (b"ratelimit", f'"{self.name}";r={remaining};t={reset_after}'.encode()),
+        ]
 
 
 @attrs.frozen
@@ -75,18 +95,19 @@ class PolicyTable:
 
 
 def open_storage(settings: RateLimitSettings) -> Storage:
-    """The async storage RATE_LIMIT_STORAGE_URL names.
+    """The async storage RATE_LIMIT_STORAGE_URL names (memory: `MovingWindowMemoryStorage`).
 
     Redis goes through redis-py (``implementation="redispy"``): the coredis default is not
     installed, and the ``limits[redis]`` extra would downgrade redis. Nothing connects here.
     """
-    url = "async+" + settings.storage_url
-    if settings.storage_url.startswith("memory"):
-        storage = storage_from_string(url, wrap_exceptions=True)
-    else:
-        storage = storage_from_string(
-            url, implementation="redispy", key_prefix=settings.key_prefix, wrap_exceptions=True
-        )
+    if settings.storage_url.lower().startswith("memory"):
+        return MovingWindowMemoryStorage(wrap_exceptions=True)
+    storage = storage_from_string(
+        "async+" + settings.storage_url,
+        implementation="redispy",
+        key_prefix=settings.key_prefix,
+        wrap_exceptions=True,
+    )
     assert isinstance(storage, Storage)
     return storage
 
@@ -97,17 +118,6 @@ async def close_storage(storage: Storage) -> None:
     client = getattr(bridge, "storage", None)
     if client is not None:
         await client.aclose()
-
-
-def _headers(policy: Policy, remaining: int, reset_time: float, reset_after: int) -> dict[str, str]:
-    limit = policy.item.amount
-    return {
-        "X-RateLimit-Limit": str(limit),
-        "X-RateLimit-Remaining": str(remaining),
-        "X-RateLimit-Reset": str(math.ceil(reset_time)),
-        "RateLimit-Policy": f'"{policy.name}";q={limit};w={policy.item.get_expiry()}',
-        "RateLimit": f'"{policy.name}";r={remaining};t={reset_after}',
-    }
 
 
 def _ignore(*_: object) -> None:
@@ -164,7 +174,7 @@ class RateLimitMiddleware:
             return
 
         reset_after = max(0, math.ceil(stats.reset_time - self.clock()))
-        headers = _headers(policy, stats.remaining, stats.reset_time, reset_after)
+        headers = policy.headers(stats.remaining, stats.reset_time, reset_after)
         if not allowed:
             self.on_limited(template)
             request_id = scope.get("state", {}).get("request_id")
@@ -175,14 +185,18 @@ class RateLimitMiddleware:
                 f"{policy.item.get_expiry()} seconds",
                 status_code=429,
                 details={"limit": str(policy.item), "endpoint": template},
-                headers={**headers, "Retry-After": str(reset_after)},
+                headers={
+                    **{name.decode(): value.decode() for name, value in headers},
+                    "Retry-After": str(reset_after),
+                },
             )
             await response(scope, receive, send)
             return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).update(headers)
+                # Appended, not set: nothing inside the limiter writes these headers.
+                message["headers"] = [*message.get("headers", ()), *headers]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
