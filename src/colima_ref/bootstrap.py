@@ -121,7 +121,7 @@ async def _open_live(
                 cluster=bool(settings.redis.nodes),
                 connect_timeout=limits.connect_timeout,
                 operation_timeout=limits.operation_timeout,
-                max_connections=limits.pool_max,
+                max_connections=limits.redis_pool_max,
                 breaker=breakers["redis"],
             )
         )

@@ -78,7 +78,8 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("CONNECT_TIMEOUT", "2", "seconds to connect to a database, Redis or RabbitMQ"),
     EnvVar("OPERATION_TIMEOUT", "5", "seconds for one backend call before it answers 504/503"),
     EnvVar("DB_POOL_MIN", "1", "connections each SQL pool keeps open"),
-    EnvVar("DB_POOL_MAX", "10", "connections each pool (SQL, MongoDB, Redis node) may open"),
+    EnvVar("DB_POOL_MAX", "10", "connections each pool (SQL, MongoDB) may open"),
+    EnvVar("REDIS_POOL_MAX", "64", "Redis commands in flight (more wait); connections per node"),
     EnvVar("POSTGRES_HOST", "127.0.0.1", "PostgreSQL host"),
     EnvVar("POSTGRES_PORT", "5432", "PostgreSQL port"),
     EnvVar("MYSQL_HOST", "127.0.0.1", "MySQL/MariaDB host"),
@@ -138,6 +139,7 @@ class BackendSettings:
     pool_min: int = 1
     pool_max: int = 10
     credential_ttl: float = 300.0
+    redis_pool_max: int = 64
 
 
 @attrs.frozen
@@ -318,6 +320,7 @@ def _read_backends(read: _Reader) -> BackendSettings:
         operation_timeout=read("OPERATION_TIMEOUT", _parse_seconds, 5.0),
         pool_min=pool_min,
         pool_max=pool_max,
+        redis_pool_max=read("REDIS_POOL_MAX", _parse_count, 64),
         credential_ttl=read("CREDENTIAL_TTL", _parse_seconds, 300.0),
     )
 

@@ -363,6 +363,22 @@ async def test_delete_matching_reaches_keys_on_every_master(
     assert kept is not None
 
 
+async def test_more_concurrent_commands_than_pooled_connections_wait_and_all_succeed(
+    private_cluster: PrivateCluster, account: Account
+) -> None:
+    key = f"colima-test:{secrets.token_hex(8)}"
+    credentials = credentials_for(account.secret())
+    async with open_connection(
+        private_cluster.addresses[:3], credentials, max_connections=2
+    ) as redis_:
+        cache = RedisCache(redis_)
+        await cache.set(key, "shared", ttl=60)
+        entries = await asyncio.gather(*(cache.get(key) for _ in range(50)))
+        await cache.delete(key)
+
+    assert [entry.value if entry else None for entry in entries] == ["shared"] * 50
+
+
 async def test_a_password_rotated_on_every_node_and_in_the_store_is_used_after_one_rebuild(
     private_cluster: PrivateCluster, account: Account
 ) -> None:

@@ -58,6 +58,11 @@ class RedisConnection:
     ``secret_path`` (no password: no AUTH). When Redis refuses that login the credential is
     invalidated, read again, the client rebuilt and the call tried once more.
 
+    At most ``max_connections`` commands are in flight at once; more wait for one to finish, up
+    to ``operation_timeout``. redis-py's pools raise at once instead of waiting when full
+    (``MaxConnectionsError`` in a cluster), which under load turns a busy pool into 503s. A
+    command needs at most one connection per node, so no node's pool can run out.
+
     ``run`` raises CacheConnectionError (service "redis") when Redis is unreachable, refuses the
     login or rejects the command, and TimeoutError (504) past ``operation_timeout``. Errors of
     the secret store (VaultUnavailableError...) pass through, except a missing secret, which is
@@ -77,6 +82,11 @@ class RedisConnection:
     _breaker: ServiceBreaker | None = attrs.field(default=None, alias="breaker", repr=False)
     _current: _Client | None = attrs.field(default=None, init=False, repr=False)
     _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
+    _in_flight: asyncio.Semaphore = attrs.field(init=False, repr=False)
+
+    @_in_flight.default
+    def _one_slot_per_connection(self) -> asyncio.Semaphore:
+        return asyncio.Semaphore(self._max_connections)
 
     @nodes.validator
     def _at_least_one(self, _attribute: object, value: tuple[Address, ...]) -> None:
@@ -181,8 +191,9 @@ class RedisConnection:
             ) from exc
 
     async def _attempt(self, current: _Client, call: Callable[[_Client], Awaitable[T]]) -> T:
-        with _translated():
-            return await call(current)
+        async with self._in_flight:
+            with _translated():
+                return await call(current)
 
     async def _client(self, rejected: _Client | None = None) -> _Client:
         """The current client, built if need be; a new one if ``rejected`` is still current."""
