@@ -41,6 +41,10 @@ class _LoginRejectedError(Exception):
     """PostgreSQL refused the credentials: worth one more try with freshly read ones."""
 
 
+class _StaleConnectionError(Exception):
+    """A pooled connection was found dead: worth one more try on another connection."""
+
+
 @attrs.frozen
 class _Pool:
     """A connection pool and the login it was built with, for a connection past the pool."""
@@ -172,13 +176,29 @@ class PostgresDatabase:
     async def _attempt(self, pool: _Pool, query: Callable[[Connection], Awaitable[T]]) -> T:
         with _translated():
             try:
-                async with pool.pool.connection(timeout=self._connect_timeout) as conn:
+                return await self._pooled(pool, query)
+            except _StaleConnectionError:
+                # Connections die idle when the server restarts. Checking each one on checkout
+                # would cost a round trip per call; instead the first call to meet a dead one
+                # has the pool drop them all, then runs on a live (or new) connection.
+                await pool.pool.check()
+                return await self._pooled(pool, query)
+
+    async def _pooled(self, pool: _Pool, query: Callable[[Connection], Awaitable[T]]) -> T:
+        try:
+            async with pool.pool.connection(timeout=self._connect_timeout) as conn:
+                try:
                     return await query(conn)
-            except (PoolTimeout, PoolClosed):
-                # The pool never says why it has no connection (down? login refused? all busy?
-                # replaced meanwhile?): one direct connection either serves the call or raises why.
-                async with await psycopg.AsyncConnection.connect(**pool.login) as conn:
-                    return await query(conn)
+                except psycopg.OperationalError as exc:
+                    if conn.broken:
+                        raise _StaleConnectionError from exc
+                    raise
+        except (PoolTimeout, PoolClosed):
+            # The pool never says why it has no connection (down? login refused? all busy?
+            # replaced meanwhile?): one direct connection either serves the call or raises why.
+            async with await psycopg.AsyncConnection.connect(**pool.login) as conn:
+                _configure_sync(conn)
+                return await query(conn)
 
     async def _pool(self, rejected: _Pool | None = None) -> _Pool:
         """The current pool, built if need be; a new one if ``rejected`` is still current."""
@@ -222,8 +242,7 @@ class PostgresDatabase:
             # The pool pauses longer after each failed reconnection, up to this window (5 min by
             # default); a short one keeps recovery within seconds of the server's return.
             reconnect_timeout=_RECONNECT_WINDOW,
-            # Hands out no connection that died with a server restart.
-            check=AsyncConnectionPool.check_connection,
+            configure=_configure,
             open=False,
         )
         # Not waiting: the pool keeps connecting in the background while PostgreSQL is down.
@@ -231,11 +250,18 @@ class PostgresDatabase:
         return _Pool(pool, login)
 
 
+def _configure_sync(conn: Connection) -> None:
+    # Keep the server's own text for timestamps: the contract shows them as psql does. Set once
+    # per connection; a loader registered per cursor copies the adapters map on every call.
+    conn.adapters.register_loader("timestamptz", TextLoader)
+
+
+async def _configure(conn: Connection) -> None:
+    _configure_sync(conn)
+
+
 async def _first_value_as_text(conn: Connection, sql: LiteralString) -> str:
-    cursor = conn.cursor()
-    # Keep the server's own text for timestamps: the contract shows them as psql does.
-    cursor.adapters.register_loader("timestamptz", TextLoader)
-    await cursor.execute(sql)
+    cursor = await conn.execute(sql)
     [(value,)] = await cursor.fetchall()
     return str(value)
 
