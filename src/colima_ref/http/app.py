@@ -15,7 +15,6 @@ from colima_ref import __version__
 from colima_ref.http import docs
 from colima_ref.http.errors import exception_handlers
 from colima_ref.http.middleware.cors import cors_middleware
-from colima_ref.http.middleware.metrics import MetricsMiddleware
 from colima_ref.http.middleware.rate_limit import RateLimitMiddleware
 from colima_ref.http.middleware.request_context import (
     RequestContextMiddleware,
@@ -60,11 +59,10 @@ def _middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
             debug=settings.debug,
             log_requests=settings.log_requests,
             trusted_proxies=settings.trusted_proxies,
-        )
+            metrics=metrics if settings.metrics_enabled else None,
+        ),
+        cors_middleware(settings),
     ]
-    if settings.metrics_enabled:
-        stack.append(Middleware(MetricsMiddleware, metrics=metrics))
-    stack.append(cors_middleware(settings))
     if settings.rate_limit.enabled:
         stack.append(
             Middleware(

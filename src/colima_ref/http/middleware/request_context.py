@@ -1,4 +1,4 @@
-"""Request id, contextvars binding and the one canonical log line per request."""
+"""Request id, contextvars binding, the one canonical log line and the HTTP metrics per request."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import structlog
-from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
@@ -19,8 +18,12 @@ from colima_ref.domain.errors import BaseAPIException
 from colima_ref.http.client_ip import IPNetwork, client_ip
 from colima_ref.http.errors import error_name
 from colima_ref.http.route_match import UNMATCHED_ROUTE, match_route
+from colima_ref.observability.metrics import Metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# Any other method a client invents would be a new metric series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"})
+OTHER_METHOD = "OTHER"
 # Where the exception handlers leave the error name for the log line and the metrics.
 _ERROR_TYPE = "error_type"
 
@@ -72,12 +75,16 @@ def error_type_of(scope: Scope, status_code: int, escaped: BaseException | None)
 
 class RequestContextMiddleware:
     """Gives every request an id, binds it to structlog's contextvars, echoes it in the
-    ``X-Request-ID`` response header and writes one ``HTTP request completed`` line.
+    ``X-Request-ID`` response header, writes one ``HTTP request completed`` line and, given
+    ``metrics``, records ``http_requests_total``, ``http_request_duration_seconds``,
+    ``http_requests_in_progress`` and ``http_errors_total``.
 
     The line carries the error type on an error, and the traceback of an unhandled exception
     only when ``debug`` is on. ``log_requests=False`` drops the line (to measure its cost).
     It must wrap Starlette's ServerErrorMiddleware (see ``http/app.py``) so that the 500
-    response gets the header and the log line sees its status too.
+    response gets the header, and the log line and the metrics see its status (with the
+    exception's class as the error type). Line and metrics share one wrapper of ``send`` and
+    one clock read: they were two middlewares, and the layer cost more than its work.
     """
 
     def __init__(
@@ -87,11 +94,13 @@ class RequestContextMiddleware:
         debug: bool = False,
         log_requests: bool = True,
         trusted_proxies: Sequence[IPNetwork] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
         self._debug = debug
         self._log_requests = log_requests
         self._trusted_proxies = tuple(trusted_proxies)
+        self._metrics = metrics
         # One per app, not per module: structlog caches a logger's configuration on first use,
         # so an app built after configure_logging must not reuse an older app's logger.
         self._logger = structlog.get_logger("colima_ref.http")
@@ -106,8 +115,17 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        metrics = self._metrics
         # Resolved before the app runs: a Mount inside it rewrites the scope's root_path.
-        template = match_route(scope)[0] if self._log_requests else UNMATCHED_ROUTE
+        template = (
+            match_route(scope)[0] if self._log_requests or metrics is not None else UNMATCHED_ROUTE
+        )
+        route = None
+        if metrics is not None:
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
+            route = metrics.http_route(method, template)
+            route.started()
+        request_id_header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode("latin-1"))
         # Until a response starts, an escaping exception means the client gets a 500.
         status_code = 500
 
@@ -115,7 +133,8 @@ class RequestContextMiddleware:
             nonlocal status_code
             if message["type"] == "http.response.start":
                 status_code = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                # Appended, not set: the app inside never writes X-Request-ID.
+                message["headers"] = [*message.get("headers", ()), request_id_header]
             await send(message)
 
         escaped: BaseException | None = None
@@ -125,8 +144,14 @@ class RequestContextMiddleware:
             escaped = exc
             raise
         finally:
+            seconds = time.perf_counter() - started
+            error_type = error_type_of(scope, status_code, escaped)
+            if route is not None and metrics is not None:
+                route.finished(status_code, seconds)
+                if error_type is not None:
+                    metrics.http_error(error_type, status_code)
             if self._log_requests:
-                self._log(scope, request_id, template, status_code, started, escaped)
+                self._log(scope, request_id, template, status_code, seconds, error_type, escaped)
 
     def _log(
         self,
@@ -134,7 +159,8 @@ class RequestContextMiddleware:
         request_id: str,
         template: str,
         status_code: int,
-        started: float,
+        seconds: float,
+        error_type: str | None,
         escaped: BaseException | None,
     ) -> None:
         fields: dict[str, Any] = {
@@ -142,10 +168,9 @@ class RequestContextMiddleware:
             "method": scope["method"],
             "path": template,
             "status_code": status_code,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "duration_ms": round(seconds * 1000, 2),
             "client_ip": client_ip(scope, self._trusted_proxies),
         }
-        error_type = error_type_of(scope, status_code, escaped)
         if error_type is not None:
             fields["error_type"] = error_type
         if escaped is not None and self._debug:
