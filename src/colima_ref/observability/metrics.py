@@ -5,9 +5,10 @@ created without it. Neither ``target_info`` nor ``otel_scope_*`` labels are expo
 
 Cost: an OTel synchronous instrument cleans and hashes its attributes on every call, about 6 us
 each (measured with SDK 1.45). So counters and gauges count into plain dicts keyed by label values,
-and OTel observable instruments read those dicts when /metrics is scraped; only the two duration
-histograms record through OTel on the hot path. Record from the event-loop thread: the dicts take
-no lock.
+and OTel observable instruments read those dicts when /metrics is scraped. OTel has no observable
+histogram, so the two duration histograms count into plain buckets that a collector of their own
+hands to the registry, as the same families OTel's exporter writes (same names, help, labels and
+``le`` bounds), ahead of the exporter's. Record from the event-loop thread: the dicts take no lock.
 
 Several uvicorn workers: each process has its own registry and its /metrics shows that process
 only. prometheus_client's multiprocess mode is not reachable through OTel, and a scrape of a port
@@ -17,14 +18,16 @@ processes on their own ports, each one a Prometheus target.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.metrics import CallbackOptions, Histogram, Observation
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
+from prometheus_client.core import HistogramMetricFamily
 
 from colima_ref.ports.services import SERVICE_NAMES
 
@@ -71,10 +74,54 @@ class _Cells:
         return [Observation(value, attributes[key]) for key, value in list(self.values.items())]
 
 
+class _Buckets:
+    __slots__ = ("counts", "total")
+
+    def __init__(self, size: int) -> None:
+        self.counts = [0] * size
+        self.total = 0.0
+
+
+class _HistogramCells:
+    """Bucket counts per tuple of label values, collected as one Prometheus histogram family."""
+
+    __slots__ = ("_bounds", "_labels", "_name", "_order", "_text", "series")
+
+    def __init__(self, name: str, text: str, bounds: Sequence[float], *labels: str) -> None:
+        self._name = name
+        self._text = text
+        self._bounds = tuple(bounds)
+        # OTel's exporter writes label names sorted; keys come in the caller's order.
+        self._labels = sorted(labels)
+        self._order = [labels.index(label) for label in self._labels]
+        self.series: dict[Key, _Buckets] = {}
+
+    def record(self, key: Key, value: float) -> None:
+        buckets = self.series.get(key)
+        if buckets is None:
+            buckets = self.series[key] = _Buckets(len(self._bounds) + 1)
+        # bisect_left: a value on a bound belongs to that bound's bucket (``le``), as in OTel.
+        buckets.counts[bisect.bisect_left(self._bounds, value)] += 1
+        buckets.total += value
+
+    def collect(self) -> Iterable[HistogramMetricFamily]:
+        if not self.series:
+            return []
+        family = HistogramMetricFamily(self._name, self._text, labels=self._labels)
+        bounds = [str(bound) for bound in self._bounds] + ["+Inf"]
+        for key, buckets in list(self.series.items()):
+            cumulative, running = [], 0
+            for bound, count in zip(bounds, buckets.counts, strict=True):
+                running += count
+                cumulative.append((bound, running))
+            family.add_metric([key[i] for i in self._order], cumulative, sum_value=buckets.total)
+        return [family]
+
+
 class RouteMetrics:
     """The HTTP series of one (method, endpoint), prepared once so a request only adds numbers."""
 
-    __slots__ = ("_attributes", "_duration", "_in_progress", "_key", "_requests", "_statuses")
+    __slots__ = ("_duration", "_in_progress", "_key", "_requests", "_statuses")
 
     def __init__(
         self,
@@ -83,10 +130,9 @@ class RouteMetrics:
         *,
         requests: _Cells,
         in_progress: _Cells,
-        duration: Histogram,
+        duration: _HistogramCells,
     ) -> None:
         self._key = (method, endpoint)
-        self._attributes = {"method": method, "endpoint": endpoint}
         self._requests = requests
         self._in_progress = in_progress
         self._duration = duration
@@ -103,7 +149,7 @@ class RouteMetrics:
         if key is None:
             key = self._statuses[status_code] = (*self._key, str(status_code))
         self._requests.add(key)
-        self._duration.record(seconds, self._attributes)
+        self._duration.record(self._key, seconds)
 
 
 class Metrics:
@@ -116,6 +162,23 @@ class Metrics:
 
     def __init__(self, *, name: str, version: str, services: Iterable[str] = SERVICE_NAMES) -> None:
         self.registry = CollectorRegistry()
+        self._request_duration = _HistogramCells(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            REQUEST_SECONDS,
+            "method",
+            "endpoint",
+        )
+        self._dependency_duration = _HistogramCells(
+            "dependency_request_duration_seconds",
+            "Duration of calls to backing services",
+            DEPENDENCY_SECONDS,
+            "service",
+            "operation",
+        )
+        # Registered ahead of the OTel reader: its families come first, where OTel put them.
+        for histogram in (self._request_duration, self._dependency_duration):
+            self.registry.register(histogram)
         reader = PrometheusMetricReader(
             disable_target_info=True, scope_info_enabled=False, registry=self.registry
         )
@@ -151,11 +214,6 @@ class Metrics:
             "updown",
             "http_requests_in_progress",
             "HTTP requests in progress",
-        )
-        self._request_duration = meter.create_histogram(
-            "http_request_duration_seconds",
-            description="HTTP request latency",
-            explicit_bucket_boundaries_advisory=REQUEST_SECONDS,
         )
         self._errors = observed(
             _Cells("error_type", "status_code"), "counter", "http_errors", "HTTP errors by type"
@@ -203,11 +261,6 @@ class Metrics:
             "counter",
             "dependency_requests",
             "Calls to backing services by outcome",
-        )
-        self._dependency_duration = meter.create_histogram(
-            "dependency_request_duration_seconds",
-            description="Duration of calls to backing services",
-            explicit_bucket_boundaries_advisory=DEPENDENCY_SECONDS,
         )
         observed(_Cells("version", "name"), "gauge", "app_info", "Application metadata").set(
             (version, name), 1
@@ -277,4 +330,4 @@ class Metrics:
     ) -> None:
         """Record one call to a backing service (``postgres``, ``query``, ``success``, 0.002)."""
         self._dependency_requests.add((service, operation, outcome))
-        self._dependency_duration.record(seconds, {"service": service, "operation": operation})
+        self._dependency_duration.record((service, operation), seconds)

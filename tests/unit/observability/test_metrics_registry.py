@@ -122,6 +122,37 @@ def test_request_durations_use_second_buckets_from_5_ms_to_10_s(metrics: Metrics
     assert bounds[-2:] == ["10.0", "+Inf"]
 
 
+def test_a_duration_on_a_bound_counts_in_that_bucket_and_buckets_are_cumulative(
+    metrics: Metrics,
+) -> None:
+    route = metrics.http_route("GET", "/health/")
+    for seconds in (0.005, 0.007, 20.0):
+        route.started()
+        route.finished(200, seconds)
+
+    found = samples(metrics)
+
+    def bucket(le: str) -> float:
+        return found[
+            (
+                "http_request_duration_seconds_bucket",
+                labels(method="GET", endpoint="/health/", le=le),
+            )
+        ]
+
+    assert [bucket("0.005"), bucket("0.01"), bucket("10.0"), bucket("+Inf")] == [1, 2, 2, 3]
+    timing = labels(method="GET", endpoint="/health/")
+    assert found[("http_request_duration_seconds_count", timing)] == 3
+    assert found[("http_request_duration_seconds_sum", timing)] == pytest.approx(20.012)
+
+
+def test_no_duration_family_is_exported_before_anything_was_timed(metrics: Metrics) -> None:
+    text = metrics.render().decode()
+
+    assert "http_request_duration_seconds" not in text
+    assert "dependency_request_duration_seconds" not in text
+
+
 def test_no_target_info_and_no_otel_scope_labels_are_exported(metrics: Metrics) -> None:
     metrics.http_route("GET", "/").started()
     text = metrics.render().decode()
