@@ -56,6 +56,17 @@ class _ConfirmChannel:
         return self.connection is connection and not self.channel.is_closed
 
 
+@attrs.frozen
+class _ProbeChannel:
+    """The channel health checks round-trip on, kept between checks."""
+
+    connection: AbstractConnection = attrs.field(repr=False)
+    channel: AbstractChannel = attrs.field(repr=False)
+
+    def usable_on(self, connection: AbstractConnection) -> bool:
+        return self.connection is connection and not self.channel.is_closed
+
+
 @attrs.define
 class RabbitMqBroker:
     """MessageBroker and HealthProbe on one long-lived aiormq connection.
@@ -91,6 +102,7 @@ class RabbitMqBroker:
     _breaker: ServiceBreaker | None = attrs.field(default=None, repr=False)
     _connection: AbstractConnection | None = attrs.field(default=None, init=False, repr=False)
     _confirms: _ConfirmChannel | None = attrs.field(default=None, init=False, repr=False)
+    _probe: _ProbeChannel | None = attrs.field(default=None, init=False, repr=False)
     _connection_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
     _channel_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
 
@@ -143,14 +155,14 @@ class RabbitMqBroker:
         )
 
     async def check(self) -> ServiceHealth:
-        """Healthy with the broker's ``version`` once a channel opens and closes on it."""
-        version = await self._run(_round_trip, operation="check", probe=True)
+        """Healthy with the broker's ``version`` once a command round-trips on a channel."""
+        version = await self._run(self._round_trip, operation="check", probe=True)
         return ServiceHealth(healthy=True, info={"version": version})
 
     async def close(self) -> None:
         """Close the connection and its channels. The next call would open a new one."""
         async with self._connection_lock:
-            self._confirms = None
+            self._confirms = self._probe = None
             connection, self._connection = self._connection, None
             if connection is not None:
                 await connection.close()
@@ -190,7 +202,7 @@ class RabbitMqBroker:
             current = self._connection
             if current is not None and not current.is_closed:
                 return current
-            self._connection = self._confirms = None
+            self._connection = self._confirms = self._probe = None
             try:
                 self._connection = await self._login()
             except _LoginRejectedError:
@@ -262,6 +274,17 @@ class RabbitMqBroker:
             properties=Basic.Properties(delivery_mode=_PERSISTENT, content_type="application/json"),
         )
 
+    async def _round_trip(self, connection: AbstractConnection) -> str:
+        # Opening and closing a channel per check cost two round trips (the slowest check under
+        # load); a kept channel answers a no-op Basic.Qos in one. Concurrent first checks may
+        # each open one: the spares close with their connection.
+        probe = self._probe
+        if probe is None or not probe.usable_on(connection):
+            channel = await _channel(connection, publisher_confirms=False)
+            probe = self._probe = _ProbeChannel(connection, channel)
+        await probe.channel.basic_qos(prefetch_count=0)
+        return str(connection.server_properties.get("version", "unknown"))
+
     async def _confirm_channel(self, connection: AbstractConnection) -> _ConfirmChannel:
         """The publishing channel of ``connection``, reopened if RabbitMQ closed it."""
         confirms = self._confirms
@@ -297,12 +320,6 @@ async def _queue_info(connection: AbstractConnection, queue: str) -> QueueInfo:
         message_count=declared.message_count or 0,
         consumer_count=declared.consumer_count or 0,
     )
-
-
-async def _round_trip(connection: AbstractConnection) -> str:
-    channel = await _channel(connection, publisher_confirms=False)
-    await channel.close()
-    return str(connection.server_properties.get("version", "unknown"))
 
 
 def _cause(exc: BaseException | None) -> dict[str, str]:
