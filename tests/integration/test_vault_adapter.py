@@ -7,6 +7,7 @@ sealing or killing one never disturbs the shared devstack on 8200.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import socket
@@ -291,6 +292,28 @@ async def test_a_server_that_never_answers_is_unavailable_after_the_timeout() ->
 
     assert caught.value.details["reason"] == "timeout"
     assert 0.4 < elapsed < 1.5
+
+
+async def test_concurrent_health_checks_share_one_request_to_vault() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(32)
+        addr = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        async with VaultSecretStore.open(addr=addr, token=ROOT, request_timeout=0.5) as store:
+            answers = await asyncio.gather(
+                *(store.check() for _ in range(20)), return_exceptions=True
+            )
+        silent.setblocking(False)
+        connections = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                accepted, _ = silent.accept()
+                accepted.close()
+                connections += 1
+
+    assert all(isinstance(answer, VaultUnavailableError) for answer in answers)
+    # One health request, and the token look-up the store starts with.
+    assert connections == 2
 
 
 async def test_a_sealed_vault_is_unhealthy_and_reads_fail_until_it_is_unsealed(

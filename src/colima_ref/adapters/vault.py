@@ -118,6 +118,7 @@ class VaultSecretStore:
     _generation: int = attrs.field(default=0, init=False)
     _login_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
     _renewal: asyncio.Task[None] | None = attrs.field(default=None, init=False, repr=False)
+    _health: asyncio.Task[ServiceHealth] | None = attrs.field(default=None, init=False, repr=False)
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -169,6 +170,9 @@ class VaultSecretStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewal
             self._renewal = None
+        if self._health is not None:
+            # Not cancelled: its thread would run on anyway; the request ends within its timeout.
+            await asyncio.wait([self._health])
         self._client.adapter.close()
 
     async def read(self, path: str) -> Secret:
@@ -189,8 +193,26 @@ class VaultSecretStore:
     async def check(self) -> ServiceHealth:
         """Vault's /sys/health; sealed or uninitialised is unhealthy.
 
+        Concurrent checks share one request: each hvac request holds a thread and ~1 ms of the
+        GIL, so under load one request per check queued behind the others.
+
         Raises VaultUnavailableError when Vault cannot be reached in time.
         """
+        shared = self._health
+        if shared is None:
+            shared = self._health = asyncio.create_task(self._read_health(), name="vault-health")
+            shared.add_done_callback(self._health_read)
+        # A caller that gives up must not cancel the answer the others wait for.
+        return await asyncio.shield(shared)
+
+    def _health_read(self, done: asyncio.Task[ServiceHealth]) -> None:
+        if self._health is done:
+            self._health = None
+        if not done.cancelled():
+            # Marks a failure as seen even when every caller gave up, so asyncio logs nothing.
+            done.exception()
+
+    async def _read_health(self) -> ServiceHealth:
         status = await self._call(
             lambda: self._client.sys.read_health_status(
                 method="GET", sealed_code=200, standby_code=200, uninit_code=200
