@@ -50,8 +50,8 @@ class _OutermostMiddlewareStarlette(Starlette):
 def _middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
     """The whole middleware stack, outermost first.
 
-    Everything sits inside the request context so that its lines and error bodies carry the
-    request id, and inside the metrics so that a 429 or a CORS refusal is counted too.
+    Everything sits inside the request context, which also records the HTTP metrics, so that
+    its lines and error bodies carry the request id and a 429 or a CORS refusal is counted too.
     """
     stack = [
         Middleware(
