@@ -109,6 +109,19 @@ def test_the_live_settings_read_timeouts_pools_and_vault_location() -> None:
     assert settings.rabbitmq_vhost == "other"
 
 
+def test_the_redis_pool_is_sized_apart_from_the_sql_pools() -> None:
+    default = Settings.from_env({"DB_POOL_MAX": "4"}).backends
+    chosen = Settings.from_env({"DB_POOL_MAX": "4", "REDIS_POOL_MAX": "128"}).backends
+
+    assert (default.pool_max, default.redis_pool_max) == (4, 64)
+    assert (chosen.pool_max, chosen.redis_pool_max) == (4, 128)
+
+
+def test_a_redis_pool_of_zero_is_refused_naming_the_variable() -> None:
+    with pytest.raises(SettingsError, match="REDIS_POOL_MAX"):
+        Settings.from_env({"REDIS_POOL_MAX": "0"})
+
+
 def test_the_approle_secret_id_never_appears_in_the_settings_repr() -> None:
     settings = Settings.from_env({"VAULT_ROLE_ID": "role-canary", "VAULT_SECRET_ID": "id-canary"})
 
