@@ -386,12 +386,16 @@ async def test_a_token_at_its_max_ttl_is_reported_as_expiring(shared_vault: DevV
     root.adapter.close()
 
     with capture_logs() as logs:
-        async with VaultSecretStore.open(addr=shared_vault.addr, token=token) as store:
+        # A short retry interval: on a loaded machine one look-up can fail transiently, and the
+        # default 5 s pause would outlast the token this test watches expire.
+        async with VaultSecretStore.open(
+            addr=shared_vault.addr, token=token, retry_interval=0.25
+        ) as store:
             await asyncio.sleep(5.5)
             with pytest.raises(VaultUnavailableError) as caught:
                 await store.read("postgres")
 
-    assert "vault.token.expiring" in [entry["event"] for entry in logs]
+    assert "vault.token.expiring" in [entry["event"] for entry in logs], logs
     assert caught.value.details["reason"] == "permission denied"
     assert token not in repr(logs)
 
