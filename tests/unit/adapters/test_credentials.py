@@ -13,6 +13,7 @@ from colima_ref.adapters.memory import InMemorySecretStore
 from colima_ref.domain.errors import ResourceNotFoundError, VaultUnavailableError
 from colima_ref.domain.masking import is_sensitive
 from colima_ref.domain.models import Secret
+from colima_ref.observability.redaction import SECRETS
 
 POSTGRES = {"user": "app", "password": "first-password", "host": "db", "port": "5432"}
 
@@ -188,7 +189,13 @@ async def test_loaded_values_lists_the_sensitive_values_of_cached_secrets_only()
     )
 )
 async def test_loaded_values_holds_exactly_the_sensitive_values(data: dict[str, str]) -> None:
+    before = SECRETS.exact
     source = CredentialSource(gated_store({"svc": data}), clock=ManualClock())
-    await source.get("svc")
+    try:
+        await source.get("svc")
 
-    assert source.loaded_values() == {value for key, value in data.items() if is_sensitive(key)}
+        assert source.loaded_values() == {v for k, v in data.items() if is_sensitive(k)}
+    finally:
+        # Every Hypothesis example registers its values process-wide; the fixture that forgets
+        # them runs once per test, not per example.
+        SECRETS.discard(SECRETS.exact - before)
