@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ExceptionHandler
 
 from colima_ref.domain.errors import BaseAPIException, ServiceUnavailableError
+from colima_ref.observability.redaction import redact_text
 
 # Status codes Starlette raises itself, named after the domain class a client already knows.
 _ERROR_NAMES = {
@@ -96,7 +97,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def _internal_error(*, debug: bool) -> ExceptionHandler:
     async def handler(request: Request, exc: Exception) -> Response:
-        details = {"traceback": "".join(traceback.format_exception(exc))} if debug else {}
+        # An exception's text may quote a credential (a DSN, a driver message): hide loaded ones.
+        trace = redact_text("".join(traceback.format_exception(exc))) if debug else None
+        details = {"traceback": trace} if trace is not None else {}
         return error_response(
             request_id_of(request),
             error=error_name(500),

@@ -101,6 +101,11 @@ def redact_secrets(
     return event_dict
 
 
+def redact_text(text: str) -> str:
+    """``text`` with every registered secret value replaced by ``***`` (a traceback, a message)."""
+    return _scrub_text(text, SECRETS)
+
+
 def _scrub(value: object, secrets: SecretValues) -> object:
     if isinstance(value, str):
         return _scrub_text(value, secrets)

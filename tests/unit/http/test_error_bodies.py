@@ -17,6 +17,7 @@ from colima_ref.adapters import memory
 from colima_ref.domain.errors import CircuitBreakerError
 from colima_ref.domain.models import QueryResult
 from colima_ref.http.errors import error_name, exception_handlers
+from colima_ref.observability.redaction import SECRETS, register_secret
 from colima_ref.ports.services import Services
 
 ErrorBody = Callable[[httpx2.Response, int, str], dict[str, Any]]
@@ -77,6 +78,32 @@ def test_a_bug_in_debug_mode_shows_the_traceback_in_details(
 
     traceback = error_body(response, 500, "InternalServerError")["details"]["traceback"]
     assert "RuntimeError: boom in the database adapter" in traceback
+
+
+class LeakyDatabase:
+    """A SqlDatabase whose bug quotes a loaded password in its exception text."""
+
+    password = "canary-pw-7c1e9d"
+
+    async def current_timestamp(self) -> QueryResult:
+        raise RuntimeError(f"connect failed for postgresql://app:{self.password}@db/app")
+
+
+def test_a_debug_traceback_hides_a_loaded_secret_quoted_by_the_exception(
+    make_client: MakeClient, error_body: ErrorBody
+) -> None:
+    register_secret(LeakyDatabase.password)
+    try:
+        services = attrs.evolve(memory.services(), postgres=LeakyDatabase())
+        client = make_client(services, {"DEBUG": "true"})
+
+        response = client.get("/examples/database/postgres/query")
+    finally:
+        SECRETS.discard([LeakyDatabase.password])
+
+    traceback = error_body(response, 500, "InternalServerError")["details"]["traceback"]
+    assert "postgresql://app:***@db/app" in traceback
+    assert LeakyDatabase.password not in response.text
 
 
 def test_an_open_breaker_is_503_with_retry_after(
