@@ -52,6 +52,16 @@ def free_port() -> int:
         return port
 
 
+def every_text_of(exc: BaseException) -> str:
+    """The str, repr and details of an error and of everything chained to it."""
+    texts = []
+    current: BaseException | None = exc
+    while current is not None:
+        texts += [str(current), repr(current), repr(getattr(current, "details", None))]
+        current = current.__cause__ or current.__context__
+    return "\n".join(texts)
+
+
 def listening(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=2):

@@ -24,6 +24,7 @@ import attrs
 import hvac
 import pytest
 import requests
+from conftest import free_port
 from pymongo import MongoClient
 
 from colima_ref.adapters.credentials import CredentialSource
@@ -39,13 +40,6 @@ USER = "app_user"
 DATABASE = "app_db"
 COLLECTIONS = ("zebras", "apples", "mangos")
 APP_NAME = "colima-ref"  # the adapter's appname; fail points match on it
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def skip_or_fail(reason: str) -> None:

@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +28,7 @@ import hvac
 import psycopg
 import pytest
 import requests
+from conftest import every_text_of, free_port
 from psycopg import sql
 
 from colima_ref.adapters.credentials import CredentialSource
@@ -66,23 +66,6 @@ def unreachable(detail: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason}. CI=true requires every service", pytrace=False)
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def every_text_of(exc: BaseException) -> str:
-    """The str, repr and details of an error and of everything chained to it."""
-    texts = []
-    current: BaseException | None = exc
-    while current is not None:
-        texts += [str(current), repr(current), repr(getattr(current, "details", None))]
-        current = current.__cause__ or current.__context__
-    return "\n".join(texts)
 
 
 @attrs.frozen

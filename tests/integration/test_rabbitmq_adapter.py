@@ -26,6 +26,7 @@ import attrs
 import hvac
 import pytest
 import requests
+from conftest import free_port
 
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore
@@ -43,13 +44,6 @@ def skip_or_fail(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason}. CI=true requires every service", pytrace=False)
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def rabbitmqctl(*args: str) -> str:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 import pytest
+from conftest import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
@@ -50,13 +51,6 @@ def require_redis() -> None:
         return
     if not reply.startswith(b"+PONG"):
         skip_or_fail(f"Redis at {address[0]}:{address[1]} did not answer PING ({reply!r})")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_until_serving(process: subprocess.Popen[bytes], base_url: str) -> None:

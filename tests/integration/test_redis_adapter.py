@@ -26,6 +26,7 @@ import hvac
 import pytest
 import redis
 import requests
+from conftest import every_text_of
 
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore
@@ -66,15 +67,6 @@ def free_node_port(taken: Sequence[int] = ()) -> int:
         port = random.randint(20000, 29999)
         if port not in taken and port_is_free(port) and port_is_free(port + 10000):
             return port
-
-
-def every_text_of(exc: BaseException) -> str:
-    texts = []
-    current: BaseException | None = exc
-    while current is not None:
-        texts += [str(current), repr(current), repr(getattr(current, "details", None))]
-        current = current.__cause__ or current.__context__
-    return "\n".join(texts)
 
 
 def wait_for(condition: Any, what: str, within: float = 20.0) -> None:

@@ -23,6 +23,7 @@ import attrs
 import hvac
 import pytest
 import requests
+from conftest import free_port
 from structlog.testing import capture_logs
 
 from colima_ref.adapters.vault import VaultSecretStore
@@ -38,13 +39,6 @@ BAO = Path(sys.executable).with_name("bao")
 ROOT = "root"
 READER_POLICY = 'path "secret/data/*" { capabilities = ["read"] }'
 POSTGRES = {"user": "app", "password": "vault-test-password", "port": 5432}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @attrs.define
