@@ -7,31 +7,77 @@ import logging
 import sys
 from typing import Any, TextIO
 
+import attrs
 import orjson
 import structlog
 from structlog.typing import EventDict, Processor
 
+from colima_ref.observability.line_sink import LineSink
 from colima_ref.observability.redaction import redact_secrets
 
 _HANDLER_NAME = "colima_ref"
+# What structlog's add_log_level writes for each stdlib level.
+_METHOD_NAMES = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warning",
+    logging.ERROR: "error",
+    logging.CRITICAL: "critical",
+}
 _DEFAULT_LOGGER_NAME = "colima_ref"
 
 
-class _NamedWriteLogger(structlog.WriteLogger):
-    """A WriteLogger that keeps the name it was asked for, so a line says which module wrote it."""
+@attrs.frozen
+class _Configuration:
+    """What `configure_logging` set up, for `write_line` to check it is still in force."""
 
-    def __init__(self, file: TextIO, name: str) -> None:
-        super().__init__(file)
+    sink: LineSink
+    level: int
+    # The last processor of structlog's chain: structlog.configure or capture_logs replace it.
+    renderer: Processor
+    wrapper_class: Any
+
+
+# Replaced (its sink closed) when logging is configured again.
+_configuration: _Configuration | None = None
+
+
+class _SinkLogger:
+    """Structlog's final logger: hands the rendered line to the sink, and keeps the name it was
+    asked for, so a line says which module wrote it."""
+
+    def __init__(self, sink: LineSink, name: str) -> None:
+        self._sink = sink
         self.name = name
 
+    def msg(self, message: str) -> None:
+        self._sink.write_line(message)
 
-class _NamedWriteLoggerFactory:
-    def __init__(self, file: TextIO) -> None:
-        self._file = file
+    log = debug = info = warn = warning = msg
+    err = error = critical = exception = fatal = failure = msg
 
-    def __call__(self, *args: Any) -> _NamedWriteLogger:
+
+class _SinkLoggerFactory:
+    def __init__(self, sink: LineSink) -> None:
+        self._sink = sink
+
+    def __call__(self, *args: Any) -> _SinkLogger:
         name = args[0] if args and isinstance(args[0], str) else _DEFAULT_LOGGER_NAME
-        return _NamedWriteLogger(self._file, name)
+        return _SinkLogger(self._sink, name)
+
+
+class _SinkHandler(logging.Handler):
+    """The stdlib handler: formats a record and hands the line to the sink."""
+
+    def __init__(self, sink: LineSink) -> None:
+        super().__init__()
+        self._sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._sink.write_line(self.format(record))
+        except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
+            self.handleError(record)
 
 
 def _add_timestamp(_logger: object, _method_name: str, event_dict: EventDict) -> EventDict:
@@ -66,12 +112,47 @@ def _rendering_processors() -> list[Processor]:
     ]
 
 
+def write_line(logger_name: str, level: int, message: str, fields: dict[str, Any]) -> None:
+    """Log ``message`` with ``fields`` at the stdlib ``level`` as ``logger_name``, for lines
+    written on every request.
+
+    Once `configure_logging` is in force, the line is the one structlog's chain would write for
+    the same call (level, logger, timestamp, ``message``, redaction, orjson) without running
+    the chain: 2.3 us a line against 5 us. Bound context variables are not merged in, so
+    ``fields`` must carry everything the line needs, and ``fields`` must not hold exc_info or
+    stack_info. Under any other structlog configuration (another app's, ``capture_logs`` in a
+    test) it is an ordinary structlog call.
+    """
+    configuration = _configuration
+    current = structlog.get_config()
+    if (
+        configuration is None
+        or current["processors"][-1] is not configuration.renderer
+        or current["wrapper_class"] is not configuration.wrapper_class
+    ):
+        structlog.get_logger(logger_name).log(level, message, **fields)
+        return
+    if level < configuration.level:
+        return
+    method = _METHOD_NAMES[level]
+    event: dict[str, Any] = {
+        **fields,
+        "level": method,
+        "logger": logger_name,
+        "timestamp": datetime.datetime.now(tz=datetime.UTC),
+        "message": message,
+    }
+    redact_secrets(None, method, event)
+    configuration.sink.write_line(_orjson_dumps(event))
+
+
 def configure_logging(level: str, *, stream: TextIO | None = None) -> None:
     """Write structlog and stdlib records (uvicorn, hvac, aiormq, psycopg...) as JSON lines.
 
     ``level`` is a stdlib level name such as ``"INFO"``; ``stream`` defaults to ``sys.stdout`` as it
     is at call time. Calling it again replaces the previous configuration. uvicorn's access log
-    is disabled: the HTTP layer writes its own line per request.
+    is disabled: the HTTP layer writes its own line per request. Lines are written at once and
+    flushed once per event-loop iteration (`LineSink`).
 
     Raises:
         ValueError: ``level`` is not a level name.
@@ -79,20 +160,26 @@ def configure_logging(level: str, *, stream: TextIO | None = None) -> None:
     numeric = logging.getLevelNamesMapping().get(level.upper())
     if numeric is None:
         raise ValueError(f"unknown log level {level!r}")
-    out = sys.stdout if stream is None else stream
-
+    # Global like structlog's own configuration: logging is process-wide.
+    global _configuration
+    if _configuration is not None:
+        _configuration.sink.close()
+    sink = LineSink(sys.stdout if stream is None else stream)
+    processors: list[Processor] = [
+        *_shared_processors(),
+        structlog.processors.StackInfoRenderer(),
+        *_rendering_processors(),
+    ]
+    wrapper_class = structlog.make_filtering_bound_logger(numeric)
     structlog.configure(
-        processors=[
-            *_shared_processors(),
-            structlog.processors.StackInfoRenderer(),
-            *_rendering_processors(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=_NamedWriteLoggerFactory(out),
+        processors=processors,
+        wrapper_class=wrapper_class,
+        logger_factory=_SinkLoggerFactory(sink),
         cache_logger_on_first_use=True,
     )
+    _configuration = _Configuration(sink, numeric, processors[-1], wrapper_class)
 
-    handler = logging.StreamHandler(out)
+    handler = _SinkHandler(sink)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

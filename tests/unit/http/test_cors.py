@@ -83,3 +83,21 @@ def test_an_error_response_carries_cors_headers_too(make_client: Any, services: 
 
     assert refused.status_code == 429
     assert refused.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+
+
+def test_an_answer_without_origin_still_varies_by_origin(client: Any) -> None:
+    # A shared cache must not hand this answer to a CORS request, nor the reverse.
+    plain = client.get("/")
+    cors = client.get("/", headers={"Origin": "http://localhost:3000"})
+
+    assert plain.headers["Vary"] == "Origin"
+    assert "Access-Control-Allow-Origin" not in plain.headers
+    assert "Origin" in cors.headers["Vary"]
+
+
+def test_in_debug_an_answer_without_origin_varies_by_origin_too(
+    make_client: Any, services: Services
+) -> None:
+    client = make_client(services, {"DEBUG": "true"})
+
+    assert client.get("/").headers["Vary"] == "Origin"

@@ -83,3 +83,48 @@ async def test_keys_nobody_hits_again_are_dropped_by_the_periodic_sweep() -> Non
     await storage.acquire_entry("busy", limit=5, expiry=60)
 
     assert await storage.reset() == 1
+
+
+async def test_a_key_keeps_a_bounded_number_of_buckets_however_many_hits() -> None:
+    clock = Clock()
+    storage = MovingWindowMemoryStorage(clock=clock)
+    for _ in range(20_000):
+        clock.now += 0.001  # 1,000 hits a second for 20 s
+        assert await storage.acquire_entry("busy", limit=1_000_000, expiry=60) is True
+
+    window = storage._windows["busy"]
+
+    assert window.count == 20_000
+    # One bucket per 60 ms (a thousandth of the window) instead of one entry per hit.
+    assert len(window.buckets) <= 20 / 0.060 + 1
+    assert await storage.get_moving_window("busy", 1_000_000, 60) == (
+        window.buckets[0][0],
+        20_000,
+    )
+
+
+async def test_hits_sharing_a_bucket_leave_the_window_together_at_most_a_bucket_early() -> None:
+    clock = Clock()
+    storage = MovingWindowMemoryStorage(clock=clock)
+    await storage.acquire_entry("k", limit=10, expiry=60)  # opens a bucket at 1000.0
+    clock.now += 0.05  # within the same 60 ms bucket
+    await storage.acquire_entry("k", limit=10, expiry=60)
+
+    clock.now = 1_000.0 + 59.99
+    assert (await storage.get_moving_window("k", 10, 60))[1] == 2
+    clock.now = 1_000.0 + 60.0
+    assert await storage.get_moving_window("k", 10, 60) == (clock.now, 0)
+
+
+async def test_one_call_counts_the_hit_and_reports_the_window() -> None:
+    clock = Clock()
+    storage = MovingWindowMemoryStorage(clock=clock)
+
+    first = storage.hit("k", limit=2, expiry=60)
+    clock.now += 1
+    second = storage.hit("k", limit=2, expiry=60)
+    refused = storage.hit("k", limit=2, expiry=60)
+
+    assert first == (True, 1_000.0, 1)
+    assert second == (True, 1_000.0, 2)
+    assert refused == (False, 1_000.0, 2)

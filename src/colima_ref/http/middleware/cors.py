@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from colima_ref.http.response_headers import add_response_headers
 from colima_ref.settings import Settings
 
 PREFLIGHT_MAX_AGE = 600  # seconds
@@ -19,10 +23,53 @@ EXPOSED_HEADERS = (
     "X-Cache",
 )
 ALLOWED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_VARY_ORIGIN = ((b"vary", b"Origin"),)
+
+
+class OriginAwareCORSMiddleware:
+    """Starlette's CORSMiddleware for requests that carry an ``Origin``; ``Vary: Origin`` alone
+    for the rest.
+
+    A request without ``Origin`` is not a CORS request: all Starlette does for it is add
+    ``Vary: Origin`` (so a shared cache keeps the CORS and the plain answers apart), through a
+    MutableHeaders per response that cost ~4 us of a ~50 us request. The header is the same
+    here, appended as its own field line, which HTTP reads as the same list.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        allow_origins: Sequence[str],
+        allow_credentials: bool,
+        allow_methods: Sequence[str],
+        allow_headers: Sequence[str],
+        expose_headers: Sequence[str],
+        max_age: int,
+    ) -> None:
+        self.app = app
+        self._cors = CORSMiddleware(
+            app,
+            allow_origins=allow_origins,
+            allow_credentials=allow_credentials,
+            allow_methods=allow_methods,
+            allow_headers=allow_headers,
+            expose_headers=expose_headers,
+            max_age=max_age,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, _ in scope["headers"]:
+                if name == b"origin":
+                    await self._cors(scope, receive, send)
+                    return
+            send = add_response_headers(scope, send, _VARY_ORIGIN)
+        await self.app(scope, receive, send)
 
 
 def cors_middleware(settings: Settings) -> Middleware:
-    """Starlette's CORSMiddleware configured from ``settings``.
+    """Starlette's CORSMiddleware configured from ``settings`` (behind `OriginAwareCORSMiddleware`).
 
     With DEBUG any origin is allowed but credentials are not: browsers refuse a wildcard
     origin with credentials, and a reflected origin with credentials would trust every site.
@@ -34,7 +81,7 @@ def cors_middleware(settings: Settings) -> Middleware:
         origins = settings.cors_origins
         credentials = True
     return Middleware(
-        CORSMiddleware,
+        OriginAwareCORSMiddleware,
         allow_origins=origins,
         allow_credentials=credentials,
         allow_methods=ALLOWED_METHODS,

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from colima_ref.http.client_ip import IPNetwork, client_ip
 from colima_ref.http.errors import error_response
 from colima_ref.http.middleware.moving_window import MovingWindowMemoryStorage
+from colima_ref.http.response_headers import RawHeaders, add_response_headers
 from colima_ref.http.route_match import match_route
 from colima_ref.settings import RateLimitSettings
 
@@ -42,31 +43,38 @@ _STRATEGIES: dict[str, type[RateLimiter]] = {
 _log = structlog.get_logger("colima_ref.http.rate_limit")
 
 
-RawHeaders = list[tuple[bytes, bytes]]
-
-
 @attrs.frozen
 class Policy:
     """A named limit; the name is the IETF header's policy name."""
 
     name: str
     item: limits.RateLimitItem
-    # The headers that depend on the policy alone, encoded once instead of per request.
-    fixed_headers: RawHeaders = attrs.field(init=False, eq=False, repr=False)
+    # What depends on the policy alone, encoded once instead of per request.
+    _limit_header: tuple[bytes, bytes] = attrs.field(init=False, eq=False, repr=False)
+    _policy_header: tuple[bytes, bytes] = attrs.field(init=False, eq=False, repr=False)
+    _ratelimit_prefix: bytes = attrs.field(init=False, eq=False, repr=False)
 
-    @fixed_headers.default
-    def _encode_fixed_headers(self) -> RawHeaders:
-        limit = self.item.amount
-        policy = f'"{self.name}";q={limit};w={self.item.get_expiry()}'
-        return [(b"x-ratelimit-limit", str(limit).encode()), (b"ratelimit-policy", policy.encode())]
+    @_limit_header.default
+    def _encode_limit_header(self) -> tuple[bytes, bytes]:
+        return (b"x-ratelimit-limit", b"%d" % self.item.amount)
+
+    @_policy_header.default
+    def _encode_policy_header(self) -> tuple[bytes, bytes]:
+        policy = f'"{self.name}";q={self.item.amount};w={self.item.get_expiry()}'
+        return (b"ratelimit-policy", policy.encode())
+
+    @_ratelimit_prefix.default
+    def _encode_ratelimit_prefix(self) -> bytes:
+        return f'"{self.name}";'.encode()
 
     def headers(self, remaining: int, reset_time: float, reset_after: int) -> RawHeaders:
         """Every rate-limit header of a response, as ASGI header pairs."""
         return [
-            *self.fixed_headers,
-            (b"x-ratelimit-remaining", str(remaining).encode()),
-            (b"x-ratelimit-reset", str(math.ceil(reset_time)).encode()),
-            (b"ratelimit", f'"{self.name}";r={remaining};t={reset_after}'.encode()),
+            self._limit_header,
+            self._policy_header,
+            (b"x-ratelimit-remaining", b"%d" % remaining),
+            (b"x-ratelimit-reset", b"%d" % math.ceil(reset_time)),
+            (b"ratelimit", self._ratelimit_prefix + b"r=%d;t=%d" % (remaining, reset_after)),
         ]
 
 
@@ -148,6 +156,12 @@ class RateLimitMiddleware:
         self.policies = PolicyTable.from_settings(settings)
         self.storage = storage if storage is not None else open_storage(settings)
         self.limiter = _STRATEGIES[settings.strategy](self.storage)
+        self._memory_window = (
+            self.storage
+            if isinstance(self.storage, MovingWindowMemoryStorage)
+            and isinstance(self.limiter, MovingWindowRateLimiter)
+            else None
+        )
         self.trusted_proxies = tuple(trusted_proxies)
         self.on_limited = on_limited
         self.on_storage_error = on_storage_error
@@ -164,17 +178,21 @@ class RateLimitMiddleware:
 
         template, _ = match_route(scope)
         policy = self.policies.for_route(template)
-        key = (client_ip(scope, self.trusted_proxies), template)
+        client = client_ip(scope, self.trusted_proxies)
         try:
-            allowed = await self.limiter.hit(policy.item, *key)
-            stats = await self.limiter.get_window_stats(policy.item, *key)
+            if self._memory_window is not None:
+                allowed, remaining, reset_time = self._hit_memory(
+                    self._memory_window, policy, client, template
+                )
+            else:
+                allowed, remaining, reset_time = await self._hit(policy.item, client, template)
         except StorageError as exc:
             self._storage_failed(exc)
             await self.app(scope, receive, send)
             return
 
-        reset_after = max(0, math.ceil(stats.reset_time - self.clock()))
-        headers = policy.headers(stats.remaining, stats.reset_time, reset_after)
+        reset_after = max(0, math.ceil(reset_time - self.clock()))
+        headers = policy.headers(remaining, reset_time, reset_after)
         if not allowed:
             self.on_limited(template)
             request_id = scope.get("state", {}).get("request_id")
@@ -192,14 +210,28 @@ class RateLimitMiddleware:
             )
             await response(scope, receive, send)
             return
+        await self.app(scope, receive, add_response_headers(scope, send, headers))
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                # Appended, not set: nothing inside the limiter writes these headers.
-                message["headers"] = [*message.get("headers", ()), *headers]
-            await send(message)
+    @staticmethod
+    def _hit_memory(
+        storage: MovingWindowMemoryStorage, policy: Policy, client: str, template: str
+    ) -> tuple[bool, int, float]:
+        # One synchronous call instead of the strategy's awaited hit + get_window_stats, which
+        # also build limits' key twice: half of the limiter's cost per request. The key only
+        # has to be unique inside this storage, which only this middleware writes to.
+        item = policy.item
+        expiry = item.get_expiry()
+        key = f"{policy.name}/{client}/{template}"
+        allowed, start, count = storage.hit(key, item.amount, expiry)
+        return allowed, item.amount - count, start + expiry
 
-        await self.app(scope, receive, send_with_headers)
+    async def _hit(
+        self, item: limits.RateLimitItem, client: str, template: str
+    ) -> tuple[bool, int, float]:
+        """Count one hit: whether it is allowed, what remains, and when the window resets."""
+        allowed = await self.limiter.hit(item, client, template)
+        stats = await self.limiter.get_window_stats(item, client, template)
+        return allowed, stats.remaining, stats.reset_time
 
     def _storage_failed(self, exc: StorageError) -> None:
         self.on_storage_error()

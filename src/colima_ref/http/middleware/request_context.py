@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -17,10 +17,16 @@ from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, 
 from colima_ref.domain.errors import BaseAPIException
 from colima_ref.http.client_ip import IPNetwork, client_ip
 from colima_ref.http.errors import error_name
+from colima_ref.http.request_ids import RequestIds
+from colima_ref.http.response_headers import collect_response_headers
 from colima_ref.http.route_match import UNMATCHED_ROUTE, match_route
+from colima_ref.logs import write_line
 from colima_ref.observability.metrics import Metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_LOGGER = "colima_ref.http"
+REQUEST_LOG_MESSAGE = "HTTP request completed"
+_REQUEST_ID_HEADER_NAME = REQUEST_ID_HEADER.lower().encode()
 # Any other method a client invents would be a new metric series.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"})
 OTHER_METHOD = "OTHER"
@@ -31,7 +37,7 @@ _ERROR_TYPE = "error_type"
 _ACCEPTABLE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
-def request_id_from(scope: Scope) -> str:
+def request_id_from(scope: Scope, fresh_ids: RequestIds) -> str:
     """The caller's X-Request-ID when it is safe to echo and log, else a fresh UUID4."""
     for name, value in scope["headers"]:
         if name == b"x-request-id":
@@ -39,7 +45,7 @@ def request_id_from(scope: Scope) -> str:
             if _ACCEPTABLE_ID.fullmatch(candidate):
                 return candidate
             break
-    return str(uuid.uuid4())
+    return fresh_ids.next()
 
 
 def noting_error_types(handlers: Mapping[Any, ExceptionHandler]) -> dict[Any, ExceptionHandler]:
@@ -103,7 +109,8 @@ class RequestContextMiddleware:
         self._metrics = metrics
         # One per app, not per module: structlog caches a logger's configuration on first use,
         # so an app built after configure_logging must not reuse an older app's logger.
-        self._logger = structlog.get_logger("colima_ref.http")
+        self._logger = structlog.get_logger(REQUEST_LOGGER)
+        self._fresh_ids = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -111,7 +118,7 @@ class RequestContextMiddleware:
             return
 
         started = time.perf_counter()
-        request_id = request_id_from(scope)
+        request_id = request_id_from(scope, self._fresh_ids)
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -125,7 +132,9 @@ class RequestContextMiddleware:
             method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
             route = metrics.http_route(method, template)
             route.started()
-        request_id_header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode("latin-1"))
+        # Inner layers leave their headers here for the one wrapper below (response_headers).
+        extra_headers = collect_response_headers(scope)
+        extra_headers.append((_REQUEST_ID_HEADER_NAME, request_id.encode("latin-1")))
         # Until a response starts, an escaping exception means the client gets a 500.
         status_code = 500
 
@@ -134,7 +143,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status_code = message["status"]
                 # Appended, not set: the app inside never writes X-Request-ID.
-                message["headers"] = [*message.get("headers", ()), request_id_header]
+                message["headers"] = [*message.get("headers", ()), *extra_headers]
             await send(message)
 
         escaped: BaseException | None = None
@@ -173,9 +182,9 @@ class RequestContextMiddleware:
         }
         if error_type is not None:
             fields["error_type"] = error_type
+        level = logging.ERROR if status_code >= 500 else logging.INFO
         if escaped is not None and self._debug:
-            fields["exc_info"] = escaped
-        if status_code >= 500:
-            self._logger.error("HTTP request completed", **fields)
+            # The rare line with a traceback goes through structlog's whole chain to render it.
+            self._logger.log(level, REQUEST_LOG_MESSAGE, exc_info=escaped, **fields)
         else:
-            self._logger.info("HTTP request completed", **fields)
+            write_line(REQUEST_LOGGER, level, REQUEST_LOG_MESSAGE, fields)
