@@ -101,6 +101,11 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("RATE_LIMIT_KEY_PREFIX", "colima_ref", "prefix of the limiter's keys in its storage"),
     EnvVar("TRUSTED_PROXIES", "(empty)", "CIDRs whose X-Forwarded-For is believed"),
     EnvVar("RESPONSE_CACHE_ENABLED", "true", "true/false; caches secret and /health/all bodies"),
+    EnvVar(
+        "RESPONSE_CACHE_NEAR_TTL",
+        "1",
+        "seconds a process serves a cached body without Redis; 0 off",
+    ),
     EnvVar("METRICS_ENABLED", "true", "true/false; HTTP request metrics (off for the bench)"),
     EnvVar("LOG_REQUESTS", "true", "true/false; one log line per request (off for the bench)"),
     EnvVar("CIRCUIT_BREAKER_FAIL_MAX", "5", "consecutive outages that open a service's breaker"),
@@ -196,6 +201,7 @@ class Settings:
     rate_limit: RateLimitSettings = RateLimitSettings()
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     response_cache_enabled: bool = True
+    response_cache_near_ttl: float = 1.0
     metrics_enabled: bool = True
     log_requests: bool = True
     circuit_breaker: BreakerSettings = BreakerSettings()
@@ -250,6 +256,7 @@ class Settings:
             ),
             trusted_proxies=read("TRUSTED_PROXIES", _parse_networks, ()),
             response_cache_enabled=read("RESPONSE_CACHE_ENABLED", _parse_bool, True),
+            response_cache_near_ttl=read("RESPONSE_CACHE_NEAR_TTL", _parse_near_ttl, 1.0),
             metrics_enabled=read("METRICS_ENABLED", _parse_bool, True),
             log_requests=read("LOG_REQUESTS", _parse_bool, True),
             circuit_breaker=BreakerSettings(
@@ -481,6 +488,17 @@ def _parse_seconds(value: str) -> float:
         raise _MalformedError("a number of seconds such as 60 or 0.5") from None
     if not math.isfinite(seconds) or not 0 < seconds <= 86400:
         raise _MalformedError("a number of seconds such as 60 or 0.5")
+    return seconds
+
+
+def _parse_near_ttl(value: str) -> float:
+    # Longer would let a process serve an answer invalidated elsewhere for minutes.
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise _MalformedError("a number of seconds from 0 to 60, such as 1 or 0.5") from None
+    if not math.isfinite(seconds) or not 0 <= seconds <= 60:
+        raise _MalformedError("a number of seconds from 0 to 60, such as 1 or 0.5")
     return seconds
 
 

@@ -78,6 +78,7 @@ def _middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
         stack.append(
             Middleware(
                 ResponseCacheMiddleware,
+                near_ttl=settings.response_cache_near_ttl,
                 on_hit=metrics.cache_hit,
                 on_miss=metrics.cache_miss,
                 on_invalidated=metrics.cache_invalidated,

@@ -50,7 +50,9 @@ def cached_services(cache: InMemoryCache) -> Services:
 
 @pytest.fixture
 def cached_client(make_client: Any, cached_services: Services) -> TestClient:
-    client: TestClient = make_client(cached_services)
+    # These tests move the shared cache's clock; the near copy in front of it runs on real
+    # time, so it is off here and tested on its own below.
+    client: TestClient = make_client(cached_services, {"RESPONSE_CACHE_NEAR_TTL": "0"})
     return client
 
 
@@ -117,7 +119,7 @@ async def test_only_200_responses_are_cached(
 def test_a_cache_outage_serves_the_request_uncached(
     make_client: Any, cached_services: Services, cache: InMemoryCache
 ) -> None:
-    client: TestClient = make_client(cached_services)
+    client: TestClient = make_client(cached_services, {"RESPONSE_CACHE_NEAR_TTL": "0"})
     cache.failing = True
 
     responses = [client.get(SECRET) for _ in range(2)]
@@ -298,3 +300,61 @@ def test_hits_and_misses_are_counted_by_route_template(cached_client: TestClient
 
     assert _sample(cached_client, "cache_hits_total", labels) == 2
     assert _sample(cached_client, "cache_misses_total", labels) == 2
+
+
+async def test_a_repeated_hit_is_served_from_process_memory_without_the_cache(
+    call: Call, cache: InMemoryCache, items: SlowItems, recorded: Recorded
+) -> None:
+    await call("/items/a")
+    cache.failing = True  # any round trip to the shared cache would now miss
+
+    status, x_cache, body = await call("/items/a")
+
+    assert (status, x_cache, items.calls) == (200, "HIT", 1)
+    assert b'"call":1' in body
+    assert recorded.hits == ["/items/{name}"]
+
+
+async def test_without_a_near_copy_every_hit_asks_the_cache(
+    items: SlowItems, cache: InMemoryCache, cached_services: Services
+) -> None:
+    middleware = ResponseCacheMiddleware(
+        Starlette(routes=[Route("/items/{name}", items.endpoint)]),
+        ttls={"/items/{name}": 60},
+        near_ttl=0,
+    )
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/items/a",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+        "app": middleware.app,
+        "state": {"services": cached_services},
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await middleware(dict(scope), receive, send)
+    cache.failing = True
+    await middleware(dict(scope), receive, send)
+
+    assert items.calls == 2
+
+
+def test_a_near_hit_carries_the_same_headers_as_a_shared_hit(make_client: Any) -> None:
+    client: TestClient = make_client(memory.services())
+    client.get(SECRET)
+
+    shared_or_near = [client.get(SECRET) for _ in range(2)]
+
+    assert [r.headers["X-Cache"] for r in shared_or_near] == ["HIT", "HIT"]
+    assert [r.headers["content-type"] for r in shared_or_near] == ["application/json"] * 2
+    assert all(r.headers["content-length"] == str(len(r.content)) for r in shared_or_near)
+    assert all("x-request-id" in r.headers for r in shared_or_near)
