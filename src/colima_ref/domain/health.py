@@ -8,9 +8,8 @@ however long it hangs becomes an unhealthy answer whose error text is safe to sh
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import attrs
@@ -60,12 +59,11 @@ async def _answer(probe: HealthProbe) -> ServiceHealth:
         return ServiceHealth(healthy=False, error=type(exc).__name__)
 
 
-async def check_one(
-    probe: HealthProbe,
-    *,
-    timeout: float = 2.0,  # noqa: ASYNC109 - an expired check is a result, not an exception
-) -> CheckResult:
-    """Ask one probe, within ``timeout`` seconds. Never raises for a failing probe."""
+def _timed_out(timeout: float) -> ServiceHealth:
+    return ServiceHealth(healthy=False, error=f"health check timed out after {timeout} s")
+
+
+async def _run(probe: HealthProbe, timeout: float) -> CheckResult:  # noqa: ASYNC109
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
@@ -73,8 +71,89 @@ async def check_one(
     except TimeoutError:
         # Only our own timeout lands here: _answer turns a TimeoutError raised by the probe
         # itself into an ordinary unhealthy answer.
-        health = ServiceHealth(healthy=False, error=f"health check timed out after {timeout} s")
+        health = _timed_out(timeout)
     return CheckResult(health=health, latency_ms=(time.perf_counter() - started) * 1000)
+
+
+@attrs.define
+class _Run:
+    task: asyncio.Task[CheckResult]
+    waiters: int = 0
+
+
+@attrs.define
+class ProbeRuns:
+    """The probe runs in flight, so that checks of one probe that overlap share one run.
+
+    Under load, a run per check queues on the backend's pool, threads and connections; a shared
+    one costs a single round trip, and its answer is at most one run old. A joined check gets the
+    run's result as it is, failure, timeout and ``latency_ms`` included. Nothing is kept once a
+    run ends: the next check runs the probe again. A run ends when its probe answers, when the
+    timeout of the check that started it expires, or when every check waiting for it has given
+    up; a check that gives up alone leaves the run to the others.
+    """
+
+    _runs: dict[int, _Run] = attrs.field(factory=dict, init=False)
+
+    async def results(
+        self,
+        probes: Sequence[HealthProbe],
+        *,
+        timeout: float,  # noqa: ASYNC109 - bounds the runs this call starts
+        within: float,
+    ) -> list[CheckResult | None]:
+        """Each probe's result, from the run in flight or a new one; None if not in ``within`` s."""
+        if not probes:
+            return []
+        joined = [self._join(probe, timeout) for probe in probes]
+        try:
+            # Unlike awaiting each run, asyncio.wait cancels none of them when this caller
+            # gives up, and costs one future and one timer for them all.
+            await asyncio.wait([run.task for run in joined], timeout=within)
+        finally:
+            for probe, run in zip(probes, joined, strict=True):
+                self._leave(probe, run)
+        return [
+            run.task.result() if run.task.done() and not run.task.cancelled() else None
+            for run in joined
+        ]
+
+    def _join(self, probe: HealthProbe, timeout: float) -> _Run:
+        run = self._runs.get(id(probe))
+        if run is None or run.task.done():
+            run = self._runs[id(probe)] = _Run(asyncio.create_task(_run(probe, timeout)))
+        run.waiters += 1
+        return run
+
+    def _leave(self, probe: HealthProbe, run: _Run) -> None:
+        run.waiters -= 1
+        if run.waiters > 0:
+            return
+        if not run.task.done():
+            run.task.cancel()
+        if self._runs.get(id(probe)) is run:
+            del self._runs[id(probe)]
+
+
+async def check_one(
+    probe: HealthProbe,
+    *,
+    timeout: float = 2.0,  # noqa: ASYNC109 - an expired check is a result, not an exception
+    runs: ProbeRuns | None = None,
+) -> CheckResult:
+    """Ask one probe, within ``timeout`` seconds. Never raises for a failing probe.
+
+    With ``runs``, the check joins a run of the same probe already in flight instead of starting
+    its own, and reports that run's result.
+    """
+    if runs is None:
+        return await _run(probe, timeout)
+    started = time.perf_counter()
+    [result] = await runs.results([probe], timeout=timeout, within=timeout)
+    if result is None:
+        # A joined run may have been started with a longer timeout than this check's.
+        return CheckResult(_timed_out(timeout), (time.perf_counter() - started) * 1000)
+    return result
 
 
 async def check_all(
@@ -82,26 +161,29 @@ async def check_all(
     *,
     timeout: float = 2.0,  # noqa: ASYNC109 - an expired check is a result, not an exception
     budget: float = 3.0,
+    runs: ProbeRuns | None = None,
 ) -> HealthReport:
     """Ask every probe concurrently, each within ``timeout`` and all within ``budget`` seconds.
 
-    A check still running when the budget ends is cancelled and reported unhealthy.
+    A check still running when the budget ends is reported unhealthy, and its probe is cancelled
+    unless another check still waits for it. With ``runs``, each check may join a run already in
+    flight, as ``check_one`` says.
     """
     started = time.perf_counter()
-    results: dict[str, CheckResult] = {}
-
-    async def run(name: str, probe: HealthProbe) -> None:
-        results[name] = await check_one(probe, timeout=timeout)
-
-    # When the budget ends the task group cancels and awaits the stragglers; a service with no
-    # result below is one of them.
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(budget), asyncio.TaskGroup() as group:
-            for name, probe in probes.items():
-                group.create_task(run(name, probe))
+    results = await (runs or ProbeRuns()).results(
+        list(probes.values()), timeout=timeout, within=min(timeout, budget)
+    )
     elapsed_ms = (time.perf_counter() - started) * 1000
-    exhausted = CheckResult(ServiceHealth(healthy=False, error=BUDGET_EXHAUSTED), elapsed_ms)
-    services = {name: results.get(name, exhausted) for name in probes}
+    late = CheckResult(
+        _timed_out(timeout)
+        if timeout <= budget
+        else ServiceHealth(healthy=False, error=BUDGET_EXHAUSTED),
+        elapsed_ms,
+    )
+    services = {
+        name: late if result is None else result
+        for name, result in zip(probes, results, strict=True)
+    }
     return HealthReport(
         status=aggregate({name: result.health for name, result in services.items()}),
         services=services,

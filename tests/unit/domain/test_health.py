@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from colima_ref.domain.errors import DatabaseConnectionError, VaultUnavailableError
-from colima_ref.domain.health import BUDGET_EXHAUSTED, aggregate, check_all, check_one
+from colima_ref.domain.health import BUDGET_EXHAUSTED, ProbeRuns, aggregate, check_all, check_one
 from colima_ref.domain.models import ServiceHealth
 from colima_ref.ports.probes import HealthProbe
 
@@ -58,6 +58,12 @@ class BarrierProbe:
     async def check(self) -> ServiceHealth:
         await self.barrier.wait()
         return ServiceHealth(healthy=True)
+
+
+async def settle() -> None:
+    """Let every ready task run until it blocks: nothing here waits on I/O or a clock."""
+    for _ in range(20):
+        await asyncio.sleep(0)
 
 
 HEALTHY = ServiceHealth(healthy=True, info={"version": "15.18"})
@@ -210,6 +216,7 @@ async def test_a_check_still_running_when_the_budget_ends_is_cancelled_and_unhea
     started = time.perf_counter()
 
     report = await check_all(probes, timeout=60, budget=0.1)
+    await settle()  # the report does not wait for the cancelled probe to stop
 
     assert time.perf_counter() - started < 5
     assert slow.cancelled
@@ -229,3 +236,159 @@ async def test_cancelling_the_whole_check_cancels_every_probe() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert all(probe.cancelled for probe in probes.values())
+
+
+class GatedProbe:
+    """Counts its runs; each answers ``answer`` (or raises it) once ``gate`` is set."""
+
+    def __init__(self, answer: ServiceHealth | Exception = HEALTHY) -> None:
+        self.answer = answer
+        self.gate = asyncio.Event()
+        self.runs = 0
+        self.cancelled = False
+
+    async def check(self) -> ServiceHealth:
+        self.runs += 1
+        try:
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+async def test_overlapping_checks_of_one_probe_share_one_run() -> None:
+    probe = GatedProbe()
+    runs = ProbeRuns()
+    checks = [asyncio.create_task(check_one(probe, runs=runs)) for _ in range(5)]
+    await settle()
+
+    probe.gate.set()
+    results = await asyncio.gather(*checks)
+
+    assert probe.runs == 1
+    assert [result.health for result in results] == [HEALTHY] * 5
+    assert len({result.latency_ms for result in results}) == 1, "each reports the run's latency"
+
+
+async def test_overlapping_reports_and_single_checks_share_runs() -> None:
+    postgres, redis = GatedProbe(), GatedProbe()
+    probes: dict[str, HealthProbe] = {"postgres": postgres, "redis": redis}
+    runs = ProbeRuns()
+    reports = [asyncio.create_task(check_all(probes, runs=runs)) for _ in range(3)]
+    single = asyncio.create_task(check_one(redis, runs=runs))
+    await settle()
+
+    postgres.gate.set()
+    redis.gate.set()
+    done = await asyncio.gather(*reports)
+
+    assert (postgres.runs, redis.runs) == (1, 1)
+    assert all(report.status == "healthy" for report in done)
+    assert (await single).latency_ms == done[0].services["redis"].latency_ms
+
+
+async def test_a_failure_of_a_shared_run_is_reported_to_every_check() -> None:
+    probe = GatedProbe(DatabaseConnectionError("MySQL is unreachable"))
+    runs = ProbeRuns()
+    checks = [asyncio.create_task(check_one(probe, runs=runs)) for _ in range(3)]
+    await settle()
+
+    probe.gate.set()
+    results = await asyncio.gather(*checks)
+
+    assert probe.runs == 1
+    assert [result.health.error for result in results] == ["MySQL is unreachable"] * 3
+
+
+async def test_a_timeout_of_a_shared_run_is_reported_to_every_check() -> None:
+    probe = GatedProbe()
+    runs = ProbeRuns()
+
+    results = await asyncio.gather(*(check_one(probe, timeout=0.05, runs=runs) for _ in range(3)))
+
+    assert probe.runs == 1
+    assert probe.cancelled
+    expected = ServiceHealth(healthy=False, error="health check timed out after 0.05 s")
+    assert [result.health for result in results] == [expected] * 3
+
+
+async def test_a_check_that_gives_up_leaves_the_run_to_the_others() -> None:
+    probe = GatedProbe()
+    runs = ProbeRuns()
+    leaving = asyncio.create_task(check_one(probe, runs=runs))
+    staying = asyncio.create_task(check_one(probe, runs=runs))
+    await settle()
+
+    leaving.cancel()
+    await settle()
+    probe.gate.set()
+
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    assert (await staying).health == HEALTHY
+    assert not probe.cancelled
+    assert probe.runs == 1
+
+
+async def test_a_run_every_check_gave_up_on_is_cancelled() -> None:
+    probe = GatedProbe()
+    runs = ProbeRuns()
+    checks = [asyncio.create_task(check_one(probe, runs=runs)) for _ in range(2)]
+    await settle()
+
+    for check in checks:
+        check.cancel()
+    await settle()
+
+    assert probe.cancelled
+
+
+async def test_a_check_keeps_its_own_timeout_when_it_joins_a_longer_run() -> None:
+    probe = GatedProbe()
+    runs = ProbeRuns()
+    patient = asyncio.create_task(check_one(probe, timeout=60, runs=runs))
+    await settle()
+
+    hasty = await check_one(probe, timeout=0.05, runs=runs)
+    probe.gate.set()
+
+    assert hasty.health == ServiceHealth(healthy=False, error="health check timed out after 0.05 s")
+    assert (await patient).health == HEALTHY
+    assert probe.runs == 1
+
+
+async def test_the_budget_ends_a_report_that_joined_a_longer_run() -> None:
+    probe = GatedProbe()
+    runs = ProbeRuns()
+    patient = asyncio.create_task(check_one(probe, timeout=60, runs=runs))
+    await settle()
+
+    report = await check_all({"redis": probe}, timeout=60, budget=0.05, runs=runs)
+    probe.gate.set()
+
+    assert report.services["redis"].health == ServiceHealth(healthy=False, error=BUDGET_EXHAUSTED)
+    assert (await patient).health == HEALTHY
+
+
+async def test_a_check_after_a_run_ended_runs_the_probe_again() -> None:
+    """Only runs in flight are shared: a finished answer is never served again."""
+    probe = AnsweringProbe(HEALTHY)
+    calls = 0
+    answer = probe.check
+
+    async def counted() -> ServiceHealth:
+        nonlocal calls
+        calls += 1
+        return await answer()
+
+    probe.check = counted  # type: ignore[method-assign]
+    runs = ProbeRuns()
+
+    await check_one(probe, runs=runs)
+    await check_one(probe, runs=runs)
+    await check_all({"vault": probe}, runs=runs)
+
+    assert calls == 3

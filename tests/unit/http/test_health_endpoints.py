@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
+import httpx2
 import pytest
 from starlette.testclient import TestClient
+from starlette.types import Receive, Scope, Send
 
+from colima_ref.domain.models import ServiceHealth
+from colima_ref.http.app import create_app
 from colima_ref.ports.services import SERVICE_NAMES, Services
+from colima_ref.settings import Settings
 
 
 def test_liveness_answers_healthy_without_asking_any_service(
@@ -26,6 +35,7 @@ def test_all_services_healthy_reports_each_with_its_latency_and_the_backend(
     response = client.get("/health/all")
 
     assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
     body = response.json()
     assert body["status"] == "healthy"
     assert body["backend"] == "memory"
@@ -98,3 +108,54 @@ def test_a_service_health_does_not_depend_on_the_others(
     services.probes["rabbitmq"].failing = True  # type: ignore[attr-defined]
 
     assert client.get("/health/postgres").status_code == 200
+
+
+class GatedProbe:
+    """Counts its runs; each answers healthy once ``gate`` is set."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.runs = 0
+
+    async def check(self) -> ServiceHealth:
+        self.runs += 1
+        await self.gate.wait()
+        return ServiceHealth(healthy=True, info={"version": "15.18"})
+
+
+async def test_overlapping_health_requests_share_one_probe_run(services: Services) -> None:
+    """/health/all and /health/postgres in flight together cost PostgreSQL one probe."""
+    probe = GatedProbe()
+    bundle = attrs.evolve(services, probes={**services.probes, "postgres": probe})
+
+    @asynccontextmanager
+    async def open_services() -> AsyncIterator[Services]:
+        yield bundle
+
+    app = create_app(open_services, Settings.from_env({}))
+
+    async with app.router.lifespan_context(app) as state:
+
+        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
+            # What a server does with the lifespan's state; httpx's transport does not.
+            await app({**scope, "state": dict(state)}, receive, send)
+
+        transport = httpx2.ASGITransport(app=with_state)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+            paths = ["/health/all", "/health/postgres", "/health/all", "/health/postgres"]
+            requests = [asyncio.create_task(client.get(path)) for path in paths]
+            # Every request runs until it waits for the probe: in memory nothing else blocks.
+            for _ in range(50):
+                await asyncio.sleep(0)
+            probe.gate.set()
+            responses = await asyncio.gather(*requests)
+
+    assert probe.runs == 1
+    assert [response.status_code for response in responses] == [200] * 4
+    latencies = {
+        response.json()["services"]["postgres"]["latency_ms"]
+        if path == "/health/all"
+        else response.json()["latency_ms"]
+        for path, response in zip(paths, responses, strict=True)
+    }
+    assert len(latencies) == 1, "each reports the one run's latency"
