@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from colima_ref import __version__
+from colima_ref.domain.health import ProbeRuns
 from colima_ref.http import docs
 from colima_ref.http.errors import exception_handlers
 from colima_ref.http.middleware.cors import cors_middleware
@@ -134,4 +135,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.readiness = readiness
+    app.state.probe_runs = ProbeRuns()
     return app

@@ -13,10 +13,11 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import ExceptionHandler
 
 from colima_ref.domain.errors import BaseAPIException, ServiceUnavailableError
+from colima_ref.http.json_response import JSONResponse
 from colima_ref.observability.redaction import redact_text
 
 # Status codes Starlette raises itself, named after the domain class a client already knows.

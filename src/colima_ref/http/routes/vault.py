@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from colima_ref.domain import validation
 from colima_ref.domain.errors import ResourceNotFoundError
 from colima_ref.domain.masking import mask_secrets, mask_value
+from colima_ref.http.json_response import JSONResponse
 from colima_ref.http.state import services
 
 NOTE = "Passwords are masked in API responses for security"
