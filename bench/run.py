@@ -49,7 +49,7 @@ OUT = BENCH / "out"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 LUA = BENCH / "wrk_report.lua"
 HOST = "127.0.0.1"
-OUR_PORT, BASE_PORT, LAYER_PORT = 8391, 8392, 8393
+DEFAULT_PORT = 8391  # ours; the baseline and the layer runs take the next two
 # Quotas no client of the bench can reach, so the limiter does all its work and refuses nothing.
 HIGH_QUOTA = "1000000000/minute"
 CACHE_KEY = "bench:key"
@@ -96,8 +96,7 @@ FULL = {
 LAYERS: tuple[tuple[str, dict[str, str]], ...] = (
     ("full", {}),
     ("no rate limit", {"RATE_LIMIT_ENABLED": "false"}),
-    # limits' in-memory moving window keeps one entry per hit in the window: under a raised
-    # quota that list is long, so the strategy's cost is shown apart from the limiter's own.
+    # The strategy's cost apart from the limiter's own (ours is an in-memory moving window).
     ("rate limit fixed-window", {"RATE_LIMIT_STRATEGY": "fixed-window"}),
     ("no metrics", {"METRICS_ENABLED": "false"}),
     ("no request log", {"LOG_REQUESTS": "false"}),
@@ -361,15 +360,16 @@ def run(args: argparse.Namespace) -> Report:
     # The baseline always needs the devstack; ours only with --backend live.
     os.environ.update(devstack_env())
     seconds, warmup = args.duration, args.warmup
+    our_port, base_port, layer_port = args.port, args.port + 1, args.port + 2
     endpoints = [BY_NAME[n] for n in args.endpoints] if args.endpoints else list(ENDPOINTS)
 
-    ours = our_server("ours-full", args.backend, OUR_PORT, FULL)
-    base = baseline_server(BASE_PORT)
+    ours = our_server("ours-full", args.backend, our_port, FULL)
+    base = baseline_server(base_port)
     ours.wait_ready()
     base.wait_ready()
     report.rss_ready_kb = ours.rss_kb()
-    prepare(OUR_PORT)
-    prepare(BASE_PORT)
+    prepare(our_port)
+    prepare(base_port)
     for n in range(args.passes):
         log(f"pass {n + 1}/{args.passes}")
         rows: dict[str, Row] = {}
@@ -392,9 +392,9 @@ def run(args: argparse.Namespace) -> Report:
 
     for label, change in LAYERS:
         log(f"layer: {label}")
-        server = our_server(label, args.backend, LAYER_PORT, {**FULL, **change})
+        server = our_server(label, args.backend, layer_port, {**FULL, **change})
         server.wait_ready()
-        prepare(LAYER_PORT)
+        prepare(layer_port)
         report.layers[label] = {
             name: measure(server, BY_NAME[name], seconds, warmup) for name in LAYER_ENDPOINTS
         }
@@ -407,7 +407,7 @@ def run(args: argparse.Namespace) -> Report:
         server.stop()
 
     log("workers: 2")
-    two = our_server("ours-2-workers", args.backend, LAYER_PORT, FULL, workers=2)
+    two = our_server("ours-2-workers", args.backend, layer_port, FULL, workers=2)
     two.wait_ready()
     time.sleep(2)  # both workers up, not only the first to bind
     report.workers = Workers(one, measure(two, BY_NAME["/health/"], seconds, warmup), two.rss_kb())
@@ -418,11 +418,12 @@ def run(args: argparse.Namespace) -> Report:
 def profile(args: argparse.Namespace, name: str) -> None:
     """A py-spy flame graph of our full-stack worker while wrk drives ``name``, into docs/."""
     os.environ.update(devstack_env())
-    server = our_server("ours-profiled", args.backend, OUR_PORT, FULL)
+    our_port = args.port
+    server = our_server("ours-profiled", args.backend, our_port, FULL)
     server.wait_ready()
-    prepare(OUR_PORT)
+    prepare(our_port)
     endpoint = BY_NAME[name]
-    wrk(OUR_PORT, endpoint, args.warmup or 1)
+    wrk(our_port, endpoint, args.warmup or 1)
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     svg = ROOT / "docs" / f"flamegraph-{slug}.svg"
     spy = ["uv", "run", "--with", "py-spy", "py-spy", "record", "--pid", str(server.proc.pid)]
@@ -435,7 +436,7 @@ def profile(args: argparse.Namespace, name: str) -> None:
             )
             cleanup.callback(recorders[-1].kill)
         time.sleep(2)  # py-spy attached before the load starts
-        result = wrk(OUR_PORT, endpoint, args.duration + 2)
+        result = wrk(our_port, endpoint, args.duration + 2)
         for recorder in recorders:
             recorder.wait(timeout=60)
     server.stop()
@@ -593,6 +594,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--backend", choices=("live", "memory"), default="live")
     parser.add_argument("--quick", action="store_true", help="main passes only")
     parser.add_argument("--endpoints", nargs="*", choices=list(BY_NAME), help="main pass subset")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="our server's port; the baseline and the layer runs use the next two",
+    )
     parser.add_argument(
         "--profile",
         choices=list(BY_NAME),
