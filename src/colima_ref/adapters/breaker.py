@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import Any, Final, Literal, Protocol, TypeVar, TypeVarTuple
+from typing import Any, Final, Literal, NoReturn, Protocol, TypeVar, TypeVarTuple
 
 import aiobreaker
 import attrs
@@ -135,8 +135,20 @@ class ServiceBreaker:
         trial = self._admit()
         if trial:
             self._trial_running = True
+        # aiobreaker judges a call by the state it began in, as its own call_async does. It is
+        # only told about failures, and successes that change something: its call_async costs
+        # a dozen Python calls, which on a busy endpoint were a tenth of the adapter's time.
+        state = self._breaker.state
         try:
-            result: T = await self._breaker.call_async(fn, *args)
+            try:
+                result = await fn(*args)
+            except Exception as exc:
+                # Counts the failure, maybe opens the circuit, and raises.
+                await state.call_async(_reraise, exc)
+                raise
+            if trial or self._breaker.fail_counter:
+                # Closes a half-open circuit, or resets the count of consecutive outages.
+                await state.call_async(_returned, result)
         except aiobreaker.CircuitBreakerError as exc:
             raise self._refusal() from exc.__cause__ or exc
         finally:
@@ -239,6 +251,14 @@ def _outcome_of(exc: BaseException) -> Outcome:
     if isinstance(exc, asyncio.CancelledError):
         return "cancelled"
     return "error"
+
+
+async def _reraise(exc: Exception) -> NoReturn:
+    raise exc
+
+
+async def _returned(value: T) -> T:
+    return value
 
 
 def _whole_seconds(seconds: float) -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, NoReturn, TypeVar
 
 import asyncmy
 import attrs
@@ -16,6 +16,7 @@ from asyncmy.pool import Pool
 
 from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.adapters.credentials import CredentialSource
+from colima_ref.adapters.deadline import Deadline
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueryResult, ServiceHealth
 
@@ -62,6 +63,11 @@ class MySqlDatabase:
     _current: Pool | None = attrs.field(default=None, init=False)
     _created: int = attrs.field(default=0, init=False)
     _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
+    _deadline: Deadline = attrs.field(init=False, repr=False)
+
+    @_deadline.default
+    def _one_timer_for_all_calls(self) -> Deadline:
+        return Deadline(self._operation_timeout)
 
     @classmethod
     @asynccontextmanager
@@ -132,7 +138,7 @@ class MySqlDatabase:
     async def _call(self, query: Callable[[Connection], Awaitable[T]]) -> T:
         """Run ``query`` on a pooled connection: every call to the server passes here."""
         try:
-            async with asyncio.timeout(self._operation_timeout):
+            with self._deadline.bound():
                 created = self._created
                 try:
                     return await self._attempt(query)
@@ -153,7 +159,7 @@ class MySqlDatabase:
             ) from exc
 
     async def _attempt(self, query: Callable[[Connection], Awaitable[T]]) -> T:
-        with _translated():
+        try:
             pool = await self._pool()
             try:
                 conn = await pool.acquire()
@@ -170,6 +176,8 @@ class MySqlDatabase:
                 return await query(conn)
             finally:
                 pool.release(conn)
+        except MySQLError as exc:
+            _raise_translated(exc)
 
     async def _pool(self) -> Pool:
         if self._current is not None:
@@ -226,16 +234,13 @@ async def _close(pool: Pool) -> None:
     await pool.wait_closed()
 
 
-@contextmanager
-def _translated() -> Iterator[None]:
-    """Turn asyncmy's errors into ours. Our messages only: the driver's may quote the server."""
-    try:
-        yield
-    except MySQLError as exc:
-        if exc.args and exc.args[0] == _ACCESS_DENIED:
-            raise _LoginRejectedError from exc
-        raise errors.DatabaseConnectionError(
-            "MySQL is unreachable or failed the query",
-            {"cause": type(exc).__name__},
-            service=SERVICE,
-        ) from exc
+def _raise_translated(exc: MySQLError) -> NoReturn:
+    """Raise our error for asyncmy's ``exc``. Our messages only: the driver's may quote the
+    server. Called from an ``except``: a context manager would cost a generator per call."""
+    if exc.args and exc.args[0] == _ACCESS_DENIED:
+        raise _LoginRejectedError from exc
+    raise errors.DatabaseConnectionError(
+        "MySQL is unreachable or failed the query",
+        {"cause": type(exc).__name__},
+        service=SERVICE,
+    ) from exc

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from typing import Any, LiteralString, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, LiteralString, NoReturn, TypeVar
 
 import attrs
 import psycopg
@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.adapters.credentials import CredentialSource
+from colima_ref.adapters.deadline import Deadline
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueryResult, ServiceHealth
 
@@ -83,6 +84,11 @@ class PostgresDatabase:
     _breaker: ServiceBreaker | None = attrs.field(default=None, repr=False)
     _current: _Pool | None = attrs.field(default=None, init=False)
     _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
+    _deadline: Deadline = attrs.field(init=False, repr=False)
+
+    @_deadline.default
+    def _one_timer_for_all_calls(self) -> Deadline:
+        return Deadline(self._operation_timeout)
 
     @classmethod
     @asynccontextmanager
@@ -153,7 +159,7 @@ class PostgresDatabase:
     async def _call(self, query: Callable[[Connection], Awaitable[T]]) -> T:
         """Run ``query`` on a pooled connection: every call to PostgreSQL passes here."""
         try:
-            async with asyncio.timeout(self._operation_timeout):
+            with self._deadline.bound():
                 pool = await self._pool()
                 try:
                     return await self._attempt(pool, query)
@@ -174,7 +180,7 @@ class PostgresDatabase:
             ) from exc
 
     async def _attempt(self, pool: _Pool, query: Callable[[Connection], Awaitable[T]]) -> T:
-        with _translated():
+        try:
             try:
                 return await self._pooled(pool, query)
             except _StaleConnectionError:
@@ -183,6 +189,8 @@ class PostgresDatabase:
                 # has the pool drop them all, then runs on a live (or new) connection.
                 await pool.pool.check()
                 return await self._pooled(pool, query)
+        except psycopg.Error as exc:
+            _raise_translated(exc)
 
     async def _pooled(self, pool: _Pool, query: Callable[[Connection], Awaitable[T]]) -> T:
         try:
@@ -273,18 +281,15 @@ def _cause(exc: BaseException | None) -> dict[str, str]:
     return {"cause": type(exc).__name__} if exc is not None else {}
 
 
-@contextmanager
-def _translated() -> Iterator[None]:
-    """Turn psycopg's errors into ours. Our messages only: the driver's may quote the server."""
-    try:
-        yield
-    except psycopg.OperationalError as exc:
+def _raise_translated(exc: psycopg.Error) -> NoReturn:
+    """Raise our error for psycopg's ``exc``. Our messages only: the driver's may quote the
+    server. Called from an ``except``: a context manager would cost a generator per call."""
+    if isinstance(exc, psycopg.OperationalError):
         if exc.sqlstate in {"28P01", "28000"} or _LOGIN_REJECTED.search(str(exc)):
             raise _LoginRejectedError from exc
         raise errors.DatabaseConnectionError(
             "PostgreSQL is unreachable", _cause(exc), service=SERVICE
         ) from exc
-    except psycopg.Error as exc:
-        raise errors.DatabaseConnectionError(
-            "PostgreSQL failed the query", _cause(exc), service=SERVICE
-        ) from exc
+    raise errors.DatabaseConnectionError(
+        "PostgreSQL failed the query", _cause(exc), service=SERVICE
+    ) from exc

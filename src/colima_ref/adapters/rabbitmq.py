@@ -28,6 +28,7 @@ from yarl import URL
 
 from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.adapters.credentials import CredentialSource
+from colima_ref.adapters.deadline import Deadline
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueueInfo, ServiceHealth
 
@@ -105,6 +106,11 @@ class RabbitMqBroker:
     _probe: _ProbeChannel | None = attrs.field(default=None, init=False, repr=False)
     _connection_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
     _channel_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
+    _deadline: Deadline = attrs.field(init=False, repr=False)
+
+    @_deadline.default
+    def _one_timer_for_all_calls(self) -> Deadline:
+        return Deadline(self._operation_timeout)
 
     @classmethod
     @asynccontextmanager
@@ -183,7 +189,7 @@ class RabbitMqBroker:
     async def _call(self, operation: Callable[[AbstractConnection], Awaitable[T]]) -> T:
         """Run ``operation`` on the live connection: every call to RabbitMQ passes here."""
         try:
-            async with asyncio.timeout(self._operation_timeout):
+            with self._deadline.bound():
                 connection = await self._connected()
                 with _translated():
                     return await operation(connection)

@@ -246,6 +246,23 @@ async def test_an_error_that_is_not_an_outage_passes_through_and_resets_the_coun
     assert breaker.state == "closed"
 
 
+async def test_a_success_resets_the_count_so_outages_must_be_consecutive_to_open_it() -> None:
+    breaker, backend = ServiceBreaker("postgres"), Backend()
+    backend.error = outage()
+    for _ in range(4):
+        with pytest.raises(errors.DatabaseConnectionError):
+            await breaker.call(backend, operation="get")
+
+    backend.error = None
+    assert await breaker.call(backend, operation="get") == "answer"
+    backend.error = outage()
+    for _ in range(4):
+        with pytest.raises(errors.DatabaseConnectionError):
+            await breaker.call(backend, operation="get")
+
+    assert breaker.snapshot() == {"state": "closed", "failures": 4, "fail_max": 5}
+
+
 async def test_another_services_outage_does_not_trip_this_breaker() -> None:
     """PostgreSQL reading its password from a Vault that is down is Vault's outage."""
     breaker, backend = ServiceBreaker("postgres"), Backend()

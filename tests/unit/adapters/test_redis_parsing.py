@@ -102,3 +102,15 @@ def test_cluster_info_numbers_become_ints_and_words_stay_text() -> None:
         "cluster_slots_assigned": 16384,
         "cluster_my_epoch": -1,
     }
+
+
+@given(st.integers())
+def test_any_integer_field_reads_back_as_that_int(number: int) -> None:
+    assert parse_cluster_info(f"cluster_stats_messages_sent:{number}\r\n") == {
+        "cluster_stats_messages_sent": number
+    }
+
+
+@given(st.from_regex(r"[0-9.+-]*[a-z.+][a-z0-9.+-]*", fullmatch=True))
+def test_a_field_with_anything_but_digits_and_a_leading_minus_stays_text(value: str) -> None:
+    assert parse_cluster_info(f"cluster_state:{value}\r\n") == {"cluster_state": value}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 from redis import exceptions as redis_errors
@@ -16,6 +16,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.adapters.credentials import CredentialSource
+from colima_ref.adapters.deadline import Deadline
 from colima_ref.domain import errors
 
 SERVICE = "redis"
@@ -83,6 +84,11 @@ class RedisConnection:
     _current: _Client | None = attrs.field(default=None, init=False, repr=False)
     _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
     _in_flight: asyncio.Semaphore = attrs.field(init=False, repr=False)
+    _deadline: Deadline = attrs.field(init=False, repr=False)
+
+    @_deadline.default
+    def _one_timer_for_all_calls(self) -> Deadline:
+        return Deadline(self._operation_timeout)
 
     @_in_flight.default
     def _one_slot_per_connection(self) -> asyncio.Semaphore:
@@ -171,7 +177,7 @@ class RedisConnection:
 
     async def _call(self, call: Callable[[_Client], Awaitable[T]]) -> T:
         try:
-            async with asyncio.timeout(self._operation_timeout):
+            with self._deadline.bound():
                 current = await self._client()
                 try:
                     return await self._attempt(current, call)
@@ -192,8 +198,10 @@ class RedisConnection:
 
     async def _attempt(self, current: _Client, call: Callable[[_Client], Awaitable[T]]) -> T:
         async with self._in_flight:
-            with _translated():
+            try:
                 return await call(current)
+            except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
+                _raise_translated(exc)
 
     async def _client(self, rejected: _Client | None = None) -> _Client:
         """The current client, built if need be; a new one if ``rejected`` is still current."""
@@ -224,7 +232,11 @@ class RedisConnection:
             "password": secret.data.get("password") or None,
             "decode_responses": True,
             "socket_connect_timeout": self._connect_timeout,
-            "socket_timeout": self._operation_timeout,
+            # None, not RedisCluster's default (5 s): the deadline of `_call` bounds every command
+            # already, and with one redis-py wraps each write in asyncio.wait_for (a task) and
+            # each read in a timer. Under uvloop, 50 concurrent first commands with those tasks
+            # also had redis-py write to connections it had just closed (RuntimeError).
+            "socket_timeout": None,
             "max_connections": self._max_connections,
         }
         if not self.cluster:
@@ -252,23 +264,21 @@ def _refused_login(exc: BaseException) -> BaseException | None:
     return None
 
 
-@contextmanager
-def _translated() -> Iterator[None]:
-    """Turn redis-py's errors into ours. Our messages only: the driver's may name the server."""
-    try:
-        yield
-    except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
-        refused = _refused_login(exc)
-        if refused is not None:
-            raise _LoginRejectedError from refused
-        if isinstance(exc, redis_errors.TimeoutError):
-            raise errors.TimeoutError(
-                "Redis did not answer in time", {"service": SERVICE, **_cause(exc)}
-            ) from exc
-        if isinstance(exc, redis_errors.ResponseError):
-            raise errors.CacheConnectionError(
-                "Redis rejected the command", _cause(exc), service=SERVICE
-            ) from exc
-        raise errors.CacheConnectionError(
-            "Redis is unreachable", _cause(exc), service=SERVICE
+def _raise_translated(exc: Exception) -> NoReturn:
+    """Raise our error for redis-py's ``exc``. Our messages only: the driver's may name the server.
+
+    A function called from an ``except`` rather than a context manager on the hot path, which
+    would cost a generator per command.
+    """
+    refused = _refused_login(exc)
+    if refused is not None:
+        raise _LoginRejectedError from refused
+    if isinstance(exc, redis_errors.TimeoutError):
+        raise errors.TimeoutError(
+            "Redis did not answer in time", {"service": SERVICE, **_cause(exc)}
         ) from exc
+    if isinstance(exc, redis_errors.ResponseError):
+        raise errors.CacheConnectionError(
+            "Redis rejected the command", _cause(exc), service=SERVICE
+        ) from exc
+    raise errors.CacheConnectionError("Redis is unreachable", _cause(exc), service=SERVICE) from exc

@@ -28,7 +28,8 @@ async def cluster_slots(request: Request) -> JSONResponse:
 
 async def cluster_info(request: Request) -> JSONResponse:
     info = await services(request).cluster.cluster_info()
-    return JSONResponse({"status": "success", "cluster_info": converter.unstructure(info)})
+    # Flat ints and strings already: the converter would only copy it, key by key.
+    return JSONResponse({"status": "success", "cluster_info": dict(info)})
 
 
 async def node_info(request: Request) -> JSONResponse:
