@@ -11,13 +11,6 @@ from starlette.applications import Starlette
 from colima_ref import __version__
 from colima_ref.adapters import memory
 from colima_ref.adapters.breaker import BreakerRecorder, breakers_for
-from colima_ref.adapters.credentials import CredentialSource
-from colima_ref.adapters.mongo import MongoDocumentDatabase
-from colima_ref.adapters.mysql import MySqlDatabase
-from colima_ref.adapters.postgres import PostgresDatabase
-from colima_ref.adapters.rabbitmq import RabbitMqBroker
-from colima_ref.adapters.redis import RedisCache, RedisClusterTopology, RedisConnection
-from colima_ref.adapters.vault import VaultSecretStore, auth_from
 from colima_ref.domain.errors import ConfigurationError
 from colima_ref.http.app import create_app
 from colima_ref.observability.metrics import Metrics
@@ -58,6 +51,20 @@ async def open_services(
 async def _open_live(
     settings: Settings, recorder: BreakerRecorder | None
 ) -> AsyncIterator[Services]:
+    # Imported here, not at the top: the drivers behind them (psycopg, pymongo, hvac with
+    # requests, asyncmy, aiormq) hold about 15 MB of a process that the memory backend spares.
+    from colima_ref.adapters.credentials import CredentialSource
+    from colima_ref.adapters.mongo import MongoDocumentDatabase
+    from colima_ref.adapters.mysql import MySqlDatabase
+    from colima_ref.adapters.postgres import PostgresDatabase
+    from colima_ref.adapters.rabbitmq import RabbitMqBroker
+    from colima_ref.adapters.redis import (
+        RedisCache,
+        RedisClusterTopology,
+        RedisConnection,
+    )
+    from colima_ref.adapters.vault import VaultSecretStore
+
     vault, limits = settings.vault, settings.backends
     breakers = breakers_for(
         SERVICE_NAMES,
@@ -172,6 +179,8 @@ def build_app(settings: Settings) -> Starlette:
 
 
 def _check_vault_login(settings: Settings) -> None:
+    from colima_ref.adapters.vault import auth_from  # live only, as in _open_live
+
     vault = settings.vault
     try:
         auth_from(token=vault.token, role_id=vault.role_id, secret_id=vault.secret_id)

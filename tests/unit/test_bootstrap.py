@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 
 import pytest
 from starlette.testclient import TestClient
@@ -135,3 +137,41 @@ def test_the_built_app_answers_health_on_the_memory_backend() -> None:
         response = client.get("/health/")
 
     assert response.status_code == 200
+
+
+LIVE_DRIVERS = ("psycopg", "psycopg_pool", "pymongo", "hvac", "requests", "asyncmy", "aiormq")
+
+# Serves /health/ on the backend named by argv[1], then prints which live drivers got loaded.
+_SERVE_AND_LIST_DRIVERS = f"""
+import sys
+from starlette.testclient import TestClient
+from colima_ref.bootstrap import build_app
+from colima_ref.settings import Settings
+
+env = {{"COLIMA_BACKEND": sys.argv[1], "VAULT_TOKEN": "t"}}
+with TestClient(build_app(Settings.from_env(env))) as client:
+    assert client.get("/health/").status_code == 200
+print("loaded:", *(name for name in {LIVE_DRIVERS!r} if name in sys.modules))
+"""
+
+
+def live_drivers_loaded_serving(backend: str) -> set[str]:
+    # A fresh interpreter: this one has imported every adapter for other tests.
+    result = subprocess.run(
+        [sys.executable, "-c", _SERVE_AND_LIST_DRIVERS, backend],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("loaded:")]
+    return set(line.split()[1:])
+
+
+def test_a_memory_backend_server_never_loads_the_live_drivers() -> None:
+    """They would cost a demo process about 15 MB of memory it never uses."""
+    assert live_drivers_loaded_serving("memory") == set()
+
+
+def test_a_live_backend_server_loads_its_drivers() -> None:
+    assert live_drivers_loaded_serving("live") == set(LIVE_DRIVERS)
