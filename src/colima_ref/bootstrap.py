@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -175,7 +176,27 @@ def build_app(settings: Settings) -> Starlette:
     if settings.backend == "live":
         _check_vault_login(settings)
     metrics = Metrics(name=settings.app_name, version=__version__)
-    return create_app(lambda: open_services(settings, metrics), settings, metrics=metrics)
+    return create_app(lambda: _serving(settings, metrics), settings, metrics=metrics)
+
+
+@asynccontextmanager
+async def _serving(settings: Settings, metrics: Metrics) -> AsyncIterator[Services]:
+    """`open_services`, with what exists once it is open kept out of the garbage collector's
+    full passes until it closes.
+
+    A server process holds ~100,000 objects from imports, clients and pools that live as long
+    as it does. Every full collection walked all of them: under load on the live backend that
+    was about 7 passes a second of 25-45 ms each, the p95 of every endpoint. Frozen (gc.freeze),
+    they are skipped; what requests create is still collected as before. Unfrozen on the way
+    out, so an app built and closed in a longer-lived process (a test) leaks nothing.
+    """
+    async with open_services(settings, metrics) as services:
+        gc.collect()
+        gc.freeze()
+        try:
+            yield services
+        finally:
+            gc.unfreeze()
 
 
 def _check_vault_login(settings: Settings) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import socket
 import subprocess
 import sys
@@ -137,6 +138,18 @@ def test_the_built_app_answers_health_on_the_memory_backend() -> None:
         response = client.get("/health/")
 
     assert response.status_code == 200
+
+
+def test_a_serving_app_keeps_its_start_up_objects_out_of_full_collections_until_it_closes() -> None:
+    app = build_app(Settings.from_env({"COLIMA_BACKEND": "memory"}))
+    assert gc.get_freeze_count() == 0
+
+    with TestClient(app) as client:
+        frozen_while_serving = gc.get_freeze_count()
+        assert client.get("/health/").status_code == 200
+
+    assert frozen_while_serving > 10_000
+    assert gc.get_freeze_count() == 0
 
 
 LIVE_DRIVERS = ("psycopg", "psycopg_pool", "pymongo", "hvac", "requests", "asyncmy", "aiormq")
