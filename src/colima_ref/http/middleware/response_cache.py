@@ -188,7 +188,8 @@ class ResponseCacheMiddleware:
         if self._near is not None:
             self._near.discard_matching(pattern)
         try:
-            deleted = await asyncio.wait_for(cache.delete_matching(pattern), CACHE_CALL_TIMEOUT)
+            async with asyncio.timeout(CACHE_CALL_TIMEOUT):
+                deleted = await cache.delete_matching(pattern)
         except _OUTAGE as exc:
             _log.warning("response cache invalidation failed", error_type=type(exc).__name__)
             return 0
@@ -227,7 +228,9 @@ class ResponseCacheMiddleware:
 
     async def _get(self, cache: Cache, key: str) -> CachedResponse | None:
         try:
-            entry = await asyncio.wait_for(cache.get(key), CACHE_CALL_TIMEOUT)
+            # asyncio.timeout, not wait_for: wait_for runs the call in a task of its own.
+            async with asyncio.timeout(CACHE_CALL_TIMEOUT):
+                entry = await cache.get(key)
         except _OUTAGE as exc:
             _log.warning(
                 "response cache unavailable, serving uncached", error_type=type(exc).__name__
@@ -238,7 +241,8 @@ class ResponseCacheMiddleware:
 
     async def _set(self, cache: Cache, key: str, cached: CachedResponse, ttl: int) -> bool:
         try:
-            await asyncio.wait_for(cache.set(key, cached.stored(), ttl), CACHE_CALL_TIMEOUT)
+            async with asyncio.timeout(CACHE_CALL_TIMEOUT):
+                await cache.set(key, cached.stored(), ttl)
         except _OUTAGE as exc:
             _log.warning(
                 "response cache unavailable, answer not cached", error_type=type(exc).__name__
