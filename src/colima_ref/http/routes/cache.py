@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from colima_ref.domain import validation
+from colima_ref.http.json_response import JSONResponse
 from colima_ref.http.state import services
 
 

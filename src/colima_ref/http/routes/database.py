@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from colima_ref.http.json_response import JSONResponse
 from colima_ref.http.state import services
 
 

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from colima_ref.domain.models import ClusterNode
 from colima_ref.domain.slots import distribute
 from colima_ref.http.convert import converter
+from colima_ref.http.json_response import JSONResponse
 from colima_ref.http.state import services
 
 
