@@ -1,6 +1,6 @@
 """The circuit breaker of a real PostgreSQL that goes down and comes back.
 
-The adapter reaches the devstack's server through a TCP relay (`conftest.Relay`): cutting it
+The adapter reaches the devstack's server through a TCP relay (`live_support.Relay`): cutting it
 resets every connection and refuses new ones, as a stopped server does, and the shared server
 itself is never stopped.
 """
@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import hvac
 import pytest
-from conftest import Relay, addresses, read_secret
+from live_support import Relay, addresses, read_secret
 
 from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.credentials import CredentialSource

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import httpx2
 import hvac
 import pytest
-from conftest import (
+from live_support import (
     SECRET_PATHS,
     LiveServer,
     assert_clean_shutdown,

@@ -1,6 +1,6 @@
 """Each backend killed and brought back while one live server keeps running.
 
-The server reaches every backend through a TCP relay this module starts (`conftest.Relay`), so
+The server reaches every backend through a TCP relay this module starts (`live_support.Relay`), so
 a test can cut a backend (connections reset, new ones refused) and restore it without touching
 the shared devstack. Redis is the devstack's standalone server (6379) behind a relay, with
 REDIS_NODES empty: a cluster announces its nodes' real ports, which a relay cannot stand in for.
@@ -16,7 +16,7 @@ import attrs
 import httpx2
 import hvac
 import pytest
-from conftest import QUIET, LiveServer, Relay, VaultFolder, addresses, assert_clean_shutdown
+from live_support import QUIET, LiveServer, Relay, VaultFolder, addresses, assert_clean_shutdown
 
 pytestmark = [
     pytest.mark.integration,

@@ -20,7 +20,14 @@ from pathlib import Path
 import attrs
 import hvac
 import pytest
-from conftest import QUIET, LiveServer, VaultFolder, assert_clean_shutdown, free_port, skip_or_fail
+from live_support import (
+    QUIET,
+    LiveServer,
+    VaultFolder,
+    assert_clean_shutdown,
+    free_port,
+    skip_or_fail,
+)
 from test_postgres_adapter import PG_BIN, Account, PrivateServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.vault, pytest.mark.postgres, pytest.mark.mysql]

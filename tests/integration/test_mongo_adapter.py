@@ -24,7 +24,7 @@ import attrs
 import hvac
 import pytest
 import requests
-from conftest import free_port
+from live_support import free_port
 from pymongo import MongoClient
 
 from colima_ref.adapters.credentials import CredentialSource

@@ -25,7 +25,7 @@ import hvac
 import pytest
 import requests
 from asyncmy.errors import MySQLError
-from conftest import every_text_of, free_port
+from live_support import every_text_of, free_port
 
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore

@@ -28,7 +28,7 @@ import hvac
 import psycopg
 import pytest
 import requests
-from conftest import every_text_of, free_port
+from live_support import every_text_of, free_port
 from psycopg import sql
 
 from colima_ref.adapters.credentials import CredentialSource

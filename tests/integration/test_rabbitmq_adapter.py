@@ -26,7 +26,7 @@ import attrs
 import hvac
 import pytest
 import requests
-from conftest import free_port
+from live_support import free_port
 
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore

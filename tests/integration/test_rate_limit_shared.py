@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 import pytest
-from conftest import free_port
+from live_support import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 

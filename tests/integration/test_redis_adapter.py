@@ -26,7 +26,7 @@ import hvac
 import pytest
 import redis
 import requests
-from conftest import every_text_of
+from live_support import every_text_of
 
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore

@@ -23,7 +23,7 @@ import attrs
 import hvac
 import pytest
 import requests
-from conftest import free_port
+from live_support import free_port
 from structlog.testing import capture_logs
 
 from colima_ref.adapters.vault import VaultSecretStore
