@@ -85,11 +85,22 @@ class MovingWindowMemoryStorage(MemoryStorage):
         now = self._clock()
         if now >= self._next_sweep:
             self._sweep(now)
-        window = self._current(key, expiry, now)
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window(expiry)
+        # The body of _Window's methods, inlined: this runs on every request.
+        buckets = window.buckets
+        oldest_kept = now - expiry
+        while buckets and buckets[0][0] <= oldest_kept:
+            window.count -= int(buckets.popleft()[1])
         allowed = amount <= limit and window.count + amount <= limit
         if allowed:
-            window.add(now, amount)
-        return allowed, window.start(now), window.count
+            if buckets and now - buckets[-1][0] < window.resolution:
+                buckets[-1][1] += amount
+            else:
+                buckets.append([now, amount])
+            window.count += amount
+        return allowed, buckets[0][0] if buckets else now, window.count
 
     async def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         """When the oldest hit still in the window happened, and how many hits it holds

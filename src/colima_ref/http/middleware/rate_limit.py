@@ -53,6 +53,11 @@ class Policy:
     _limit_header: tuple[bytes, bytes] = attrs.field(init=False, eq=False, repr=False)
     _policy_header: tuple[bytes, bytes] = attrs.field(init=False, eq=False, repr=False)
     _ratelimit_prefix: bytes = attrs.field(init=False, eq=False, repr=False)
+    expiry: int = attrs.field(init=False, eq=False, repr=False)
+
+    @expiry.default
+    def _window_seconds(self) -> int:
+        return self.item.get_expiry()
 
     @_limit_header.default
     def _encode_limit_header(self) -> tuple[bytes, bytes]:
@@ -179,11 +184,17 @@ class RateLimitMiddleware:
         template, _ = match_route(scope)
         policy = self.policies.for_route(template)
         client = client_ip(scope, self.trusted_proxies)
+        memory = self._memory_window
         try:
-            if self._memory_window is not None:
-                allowed, remaining, reset_time = self._hit_memory(
-                    self._memory_window, policy, client, template
+            if memory is not None:
+                # One synchronous call instead of the strategy's awaited hit + get_window_stats,
+                # which also build limits' key twice: half of the limiter's cost per request.
+                # The key only has to be unique inside this storage, which only this writes to.
+                item = policy.item
+                allowed, start, count = memory.hit(
+                    f"{policy.name}/{client}/{template}", item.amount, policy.expiry
                 )
+                remaining, reset_time = item.amount - count, start + policy.expiry
             else:
                 allowed, remaining, reset_time = await self._hit(policy.item, client, template)
         except StorageError as exc:
@@ -211,19 +222,6 @@ class RateLimitMiddleware:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, add_response_headers(scope, send, headers))
-
-    @staticmethod
-    def _hit_memory(
-        storage: MovingWindowMemoryStorage, policy: Policy, client: str, template: str
-    ) -> tuple[bool, int, float]:
-        # One synchronous call instead of the strategy's awaited hit + get_window_stats, which
-        # also build limits' key twice: half of the limiter's cost per request. The key only
-        # has to be unique inside this storage, which only this middleware writes to.
-        item = policy.item
-        expiry = item.get_expiry()
-        key = f"{policy.name}/{client}/{template}"
-        allowed, start, count = storage.hit(key, item.amount, expiry)
-        return allowed, item.amount - count, start + expiry
 
     async def _hit(
         self, item: limits.RateLimitItem, client: str, template: str
