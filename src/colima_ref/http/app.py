@@ -9,12 +9,13 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Lifespan
 
 from colima_ref import __version__
 from colima_ref.domain.health import ProbeRuns
 from colima_ref.http import docs
 from colima_ref.http.errors import exception_handlers
+from colima_ref.http.indexed_router import IndexedRouter
 from colima_ref.http.middleware.cors import cors_middleware
 from colima_ref.http.middleware.rate_limit import RateLimitMiddleware
 from colima_ref.http.middleware.request_context import (
@@ -35,11 +36,20 @@ class _OutermostMiddlewareStarlette(Starlette):
 
     Starlette puts user middleware inside ServerErrorMiddleware, so a 500 would skip them: no
     X-Request-ID header, no log line, no metric. Ours see every response, the 500 included.
+    Its router is an `IndexedRouter`: it goes straight to the route the middleware found.
     """
 
-    def __init__(self, *, outermost: Sequence[Middleware], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        *,
+        outermost: Sequence[Middleware],
+        routes: Sequence[BaseRoute],
+        lifespan: Lifespan[Starlette],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(routes=routes, lifespan=lifespan, **kwargs)
         self.outermost = list(outermost)
+        self.router = IndexedRouter(routes, lifespan=lifespan)
 
     def build_middleware_stack(self) -> ASGIApp:
         app = super().build_middleware_stack()

@@ -15,6 +15,7 @@ UNMATCHED_ROUTE = "<unmatched>"
 # Metrics, rate limit, response cache and the log line all ask; the answer is kept in the
 # scope so the routes are scanned once per request (an ASGI extension key, namespaced by package).
 _SCOPE_KEY = "colima_ref.route_match"
+_ROUTE_KEY = "colima_ref.matched_route"
 
 RouteMatch = tuple[str, Mapping[str, str]]
 _NO_PARAMS: Mapping[str, str] = {}
@@ -33,26 +34,30 @@ class RouteTable:
     """
 
     def __init__(self, routes: Sequence[BaseRoute]) -> None:
-        self._scan: list[tuple[re.Pattern[str], frozenset[str] | None, str, bool]] = []
+        self._scan: list[tuple[re.Pattern[str], frozenset[str] | None, str, bool, BaseRoute]] = []
         for route in routes:
             regex, template = getattr(route, "path_regex", None), getattr(route, "path", None)
             if isinstance(regex, re.Pattern) and isinstance(template, str):
                 mount = isinstance(route, Mount)
                 _check_str_params(route, template, mount=mount)
-                self._scan.append((regex, _methods(route), template, mount))
-        self._unique: dict[str, str] = {}
-        for _, _, template, _ in self._scan:
+                self._scan.append((regex, _methods(route), template, mount, route))
+        self._unique: dict[str, tuple[RouteMatch, BaseRoute]] = {}
+        for _, _, template, _, route in self._scan:
             if "{" not in template and sum(1 for r, *_ in self._scan if r.match(template)) == 1:
-                self._unique[template] = template
+                self._unique[template] = ((template, _NO_PARAMS), route)
 
     def resolve(self, method: str, path: str) -> RouteMatch:
         """The template and path params of the route for ``method`` and ``path``, or
         ``UNMATCHED_ROUTE`` and no params."""
-        template = self._unique.get(path)
-        if template is not None:
-            return template, _NO_PARAMS
-        partial: RouteMatch | None = None
-        for regex, methods, candidate, mount in self._scan:
+        return self.resolve_route(method, path)[0]
+
+    def resolve_route(self, method: str, path: str) -> tuple[RouteMatch, BaseRoute | None]:
+        """`resolve`, and the route itself (None when no route has the path)."""
+        unique = self._unique.get(path)
+        if unique is not None:
+            return unique
+        partial: tuple[RouteMatch, BaseRoute] | None = None
+        for regex, methods, candidate, mount, route in self._scan:
             found = regex.match(path)
             if found is None:
                 continue
@@ -61,9 +66,9 @@ class RouteTable:
                 # Like Starlette's Mount: the rest of the path is the mounted app's, not a param.
                 params.pop("path", None)
             if methods is None or method in methods:
-                return candidate, params
-            partial = partial or (candidate, params)
-        return partial or (UNMATCHED_ROUTE, _NO_PARAMS)
+                return (candidate, params), route
+            partial = partial or ((candidate, params), route)
+        return partial or ((UNMATCHED_ROUTE, _NO_PARAMS), None)
 
 
 def _check_str_params(route: BaseRoute, template: str, *, mount: bool) -> None:
@@ -116,6 +121,16 @@ def match_route(scope: Scope) -> RouteMatch:
     known: RouteMatch | None = scope.get(_SCOPE_KEY)
     if known is not None:
         return known
-    found = _table_of(scope.get("app")).resolve(scope["method"], _route_path(scope))
+    found, route = _table_of(scope.get("app")).resolve_route(scope["method"], _route_path(scope))
     scope[_SCOPE_KEY] = found
+    scope[_ROUTE_KEY] = route
     return found
+
+
+def matched_route(scope: Scope) -> BaseRoute | None:
+    """The route object `match_route` found for the request (None when no route has its
+    path), for the router to hand the request to without trying every route again."""
+    if _SCOPE_KEY not in scope:
+        match_route(scope)
+    route: BaseRoute | None = scope.get(_ROUTE_KEY)
+    return route
