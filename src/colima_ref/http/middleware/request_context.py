@@ -120,7 +120,9 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         request_id = request_id_from(scope, self._fresh_ids)
         scope.setdefault("state", {})["request_id"] = request_id
-        structlog.contextvars.clear_contextvars()
+        # Bound, not cleared first: an ASGI server runs each request in a task of its own, whose
+        # context is a copy, so nothing bound here outlives the request; and a host app that
+        # mounts ours keeps what it bound for its own lines.
         structlog.contextvars.bind_contextvars(request_id=request_id)
         metrics = self._metrics
         # Resolved before the app runs: a Mount inside it rewrites the scope's root_path.
