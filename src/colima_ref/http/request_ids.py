@@ -5,25 +5,24 @@ from __future__ import annotations
 import os
 
 BATCH = 256
-_UUID_BYTES = 16
-# Version 4 in bits 76-79, RFC 4122 variant (10) in bits 62-63; everything else random.
-_KEEP = 0xFFFFFFFF_FFFF_0FFF_3FFF_FFFFFFFFFFFF
-_SET = 0x00000000_0000_4000_8000_000000000000
+_HEX_DIGITS = 32
+# The variant nibble is 10xx (RFC 4122): a random nibble's two low bits pick one of these.
+_VARIANT = "89ab" * 4
 
 
 def mint_uuid4s(count: int) -> list[str]:
     """``count`` random UUID4s in canonical form, from one ``os.urandom`` read.
 
     ``str(uuid.uuid4())`` costs ~2 us: a getrandom system call and a UUID object per id. One
-    read for a batch and plain formatting cost ~0.5 us an id, and the bits are as random.
+    read for a batch and slices of its hex cost ~0.5 us an id, and the bits are as random:
+    122 random bits, the version nibble set to 4 and the variant's two bits to 10.
     """
-    block = os.urandom(count * _UUID_BYTES)
-    ids = []
-    for start in range(0, len(block), _UUID_BYTES):
-        number = int.from_bytes(block[start : start + _UUID_BYTES]) & _KEEP | _SET
-        text = f"{number:032x}"
-        ids.append(f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}")
-    return ids
+    text = os.urandom(count * _HEX_DIGITS // 2).hex()
+    return [
+        f"{text[i : i + 8]}-{text[i + 8 : i + 12]}-4{text[i + 13 : i + 16]}-"
+        f"{_VARIANT[int(text[i + 16], 16)]}{text[i + 17 : i + 20]}-{text[i + 20 : i + 32]}"
+        for i in range(0, count * _HEX_DIGITS, _HEX_DIGITS)
+    ]
 
 
 class RequestIds:
