@@ -150,3 +150,23 @@ async def test_an_ordinary_line_is_written_at_once_after_the_gathered_ones(
 
     assert written(path) == "request line\nApplication shutdown complete.\n"
     sink.close()
+
+
+class HalfWritingFile(io.FileIO):
+    """A raw file that takes at most half of what it is given, as a raw write may."""
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        return super().write(bytes(data)[: max(1, len(data) // 2)])
+
+
+def test_a_raw_stream_that_writes_in_parts_still_gets_every_byte(path: Path) -> None:
+    raw = HalfWritingFile(path, "w")
+    stream = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)  # type: ignore[type-var]
+    sink = LineSink(stream)
+
+    sink.gather(b"a line long enough to be written in several parts")
+    sink.write_line("and another")
+
+    assert written(path) == "a line long enough to be written in several parts\nand another\n"
+    sink.close()
+    stream.close()
