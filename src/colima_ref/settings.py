@@ -260,7 +260,7 @@ class Settings:
             metrics_enabled=read("METRICS_ENABLED", _parse_bool, True),
             log_requests=read("LOG_REQUESTS", _parse_bool, True),
             circuit_breaker=BreakerSettings(
-                fail_max=read("CIRCUIT_BREAKER_FAIL_MAX", _parse_fail_max, 5),
+                fail_max=read("CIRCUIT_BREAKER_FAIL_MAX", _parse_count, 5),
                 reset_timeout=read("CIRCUIT_BREAKER_RESET_TIMEOUT", _parse_seconds, 60.0),
             ),
             readiness_services=read("READINESS_SERVICES", _parse_services, ()),
@@ -475,31 +475,25 @@ def _parse_networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6N
         raise _MalformedError("a comma-separated list of CIDRs such as 10.0.0.0/8,::1") from None
 
 
-def _parse_fail_max(value: str) -> int:
-    if value.isascii() and value.isdigit() and 1 <= int(value) <= 1000:
-        return int(value)
-    raise _MalformedError("a whole number 1-1000")
-
-
-def _parse_seconds(value: str) -> float:
+def _seconds(value: str, expected: str, *, accept: Callable[[float], bool]) -> float:
     try:
         seconds = float(value)
     except ValueError:
-        raise _MalformedError("a number of seconds such as 60 or 0.5") from None
-    if not math.isfinite(seconds) or not 0 < seconds <= 86400:
-        raise _MalformedError("a number of seconds such as 60 or 0.5")
+        raise _MalformedError(expected) from None
+    if not math.isfinite(seconds) or not accept(seconds):
+        raise _MalformedError(expected)
     return seconds
+
+
+def _parse_seconds(value: str) -> float:
+    return _seconds(value, "a number of seconds such as 60 or 0.5", accept=lambda s: 0 < s <= 86400)
 
 
 def _parse_near_ttl(value: str) -> float:
     # Longer would let a process serve an answer invalidated elsewhere for minutes.
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise _MalformedError("a number of seconds from 0 to 60, such as 1 or 0.5") from None
-    if not math.isfinite(seconds) or not 0 <= seconds <= 60:
-        raise _MalformedError("a number of seconds from 0 to 60, such as 1 or 0.5")
-    return seconds
+    return _seconds(
+        value, "a number of seconds from 0 to 60, such as 1 or 0.5", accept=lambda s: 0 <= s <= 60
+    )
 
 
 def _parse_services(value: str) -> tuple[str, ...]:
