@@ -152,8 +152,9 @@ def configure_logging(level: str, *, stream: TextIO | None = None) -> None:
 
     ``level`` is a stdlib level name such as ``"INFO"``; ``stream`` defaults to ``sys.stdout`` as it
     is at call time. Calling it again replaces the previous configuration. uvicorn's access log
-    is disabled: the HTTP layer writes its own line per request. Lines are written at once and
-    flushed once per event-loop iteration (`LineSink`).
+    is disabled: the HTTP layer writes its own line per request. Every line goes through one
+    `LineSink`: request lines (`write_line`) are written in batches at most 50 ms apart, every
+    other line at once.
 
     Raises:
         ValueError: ``level`` is not a level name.

@@ -49,11 +49,11 @@ class Policy:
 
     name: str
     item: limits.RateLimitItem
-    # What depends on the policy alone, encoded once instead of per request.
+    # What depends on the policy alone, computed and encoded once instead of per request.
+    expiry: int = attrs.field(init=False, eq=False, repr=False)
     _limit_header: tuple[bytes, bytes] = attrs.field(init=False, eq=False, repr=False)
     _policy_header: tuple[bytes, bytes] = attrs.field(init=False, eq=False, repr=False)
     _ratelimit_prefix: bytes = attrs.field(init=False, eq=False, repr=False)
-    expiry: int = attrs.field(init=False, eq=False, repr=False)
 
     @expiry.default
     def _window_seconds(self) -> int:
@@ -65,7 +65,7 @@ class Policy:
 
     @_policy_header.default
     def _encode_policy_header(self) -> tuple[bytes, bytes]:
-        policy = f'"{self.name}";q={self.item.amount};w={self.item.get_expiry()}'
+        policy = f'"{self.name}";q={self.item.amount};w={self.expiry}'
         return (b"ratelimit-policy", policy.encode())
 
     @_ratelimit_prefix.default
@@ -210,8 +210,7 @@ class RateLimitMiddleware:
             response = error_response(
                 request_id,
                 error="RateLimitError",
-                message=f"Rate limit exceeded: {policy.item.amount} per "
-                f"{policy.item.get_expiry()} seconds",
+                message=f"Rate limit exceeded: {policy.item.amount} per {policy.expiry} seconds",
                 status_code=429,
                 details={"limit": str(policy.item), "endpoint": template},
                 headers={
