@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -195,36 +196,39 @@ def middleware(items: SlowItems, recorded: Recorded) -> ResponseCacheMiddleware:
 Call = Callable[[str], Any]
 
 
+async def get_through(
+    middleware: ResponseCacheMiddleware, services: Services, path: str
+) -> tuple[int, str | None, bytes]:
+    """GET ``path`` straight through ``middleware``; returns (status, X-Cache, body)."""
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+        "app": middleware.app,
+        "state": {"services": services},
+    }
+    await middleware(scope, receive, send)
+    headers = dict(sent[0]["headers"])
+    x_cache = headers.get(b"x-cache")
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    return sent[0]["status"], x_cache.decode() if x_cache else None, body
+
+
 @pytest.fixture
 def call(middleware: ResponseCacheMiddleware, cached_services: Services) -> Callable[[str], Any]:
     """GET ``path`` straight through the middleware; returns (status, X-Cache, body)."""
-
-    async def get(path: str) -> tuple[int, str | None, bytes]:
-        sent: list[Message] = []
-
-        async def receive() -> Message:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: Message) -> None:
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "method": "GET",
-            "path": path,
-            "root_path": "",
-            "query_string": b"",
-            "headers": [],
-            "app": middleware.app,
-            "state": {"services": cached_services},
-        }
-        await middleware(scope, receive, send)
-        headers = dict(sent[0]["headers"])
-        x_cache = headers.get(b"x-cache")
-        body = b"".join(m.get("body", b"") for m in sent[1:])
-        return sent[0]["status"], x_cache.decode() if x_cache else None, body
-
-    return get
+    return functools.partial(get_through, middleware, cached_services)
 
 
 async def test_concurrent_misses_for_one_key_compute_once(
@@ -323,27 +327,9 @@ async def test_without_a_near_copy_every_hit_asks_the_cache(
         ttls={"/items/{name}": 60},
         near_ttl=0,
     )
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/items/a",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [],
-        "app": middleware.app,
-        "state": {"services": cached_services},
-    }
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await middleware(dict(scope), receive, send)
+    await get_through(middleware, cached_services, "/items/a")
     cache.failing = True
-    await middleware(dict(scope), receive, send)
+    await get_through(middleware, cached_services, "/items/a")
 
     assert items.calls == 2
 
