@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 import sys
+import time
 from typing import Any, TextIO
 
 import attrs
@@ -27,11 +28,15 @@ _METHOD_NAMES = {
 _DEFAULT_LOGGER_NAME = "colima_ref"
 
 
+# A line `write_line` hands to the sink: logger name, level name, message, fields, time.time().
+_Deferred = tuple[str, str, str, dict[str, Any], float]
+
+
 @attrs.frozen
 class _Configuration:
     """What `configure_logging` set up, for `write_line` to check it is still in force."""
 
-    sink: LineSink
+    sink: LineSink[_Deferred]
     level: int
     # The last processor of structlog's chain: structlog.configure or capture_logs replace it.
     renderer: Processor
@@ -46,7 +51,7 @@ class _SinkLogger:
     """Structlog's final logger: hands the rendered line to the sink, and keeps the name it was
     asked for, so a line says which module wrote it."""
 
-    def __init__(self, sink: LineSink, name: str) -> None:
+    def __init__(self, sink: LineSink[_Deferred], name: str) -> None:
         self._sink = sink
         self.name = name
 
@@ -58,7 +63,7 @@ class _SinkLogger:
 
 
 class _SinkLoggerFactory:
-    def __init__(self, sink: LineSink) -> None:
+    def __init__(self, sink: LineSink[_Deferred]) -> None:
         self._sink = sink
 
     def __call__(self, *args: Any) -> _SinkLogger:
@@ -69,7 +74,7 @@ class _SinkLoggerFactory:
 class _SinkHandler(logging.Handler):
     """The stdlib handler: formats a record and hands the line to the sink."""
 
-    def __init__(self, sink: LineSink) -> None:
+    def __init__(self, sink: LineSink[_Deferred]) -> None:
         super().__init__()
         self._sink = sink
 
@@ -120,11 +125,11 @@ def write_line(logger_name: str, level: int, message: str, fields: dict[str, Any
 
     Once `configure_logging` is in force, the line is the one structlog's chain would write for
     the same call (level, logger, timestamp, ``message``, redaction, orjson) without running
-    the chain: 2 us a line against 5 us. The line is gathered (`LineSink.gather`): written
-    with the others of the next 50 ms in one system call. Bound context variables are not
-    merged in, so ``fields`` must carry everything the line needs, and ``fields`` must not hold
-    exc_info or stack_info. Under any other structlog configuration (another app's,
-    ``capture_logs`` in a test) it is an ordinary structlog call.
+    the chain. The call only keeps ``fields`` and the time (`LineSink.gather`); the line is
+    rendered with the others of the next 50 ms and written with them in one system call. Bound
+    context variables are not merged in, so ``fields`` must carry everything the line needs,
+    and ``fields`` must not hold exc_info or stack_info. Under any other structlog
+    configuration (another app's, ``capture_logs`` in a test) it is an ordinary structlog call.
     """
     configuration = _configuration
     current = structlog.get_config()
@@ -137,14 +142,35 @@ def write_line(logger_name: str, level: int, message: str, fields: dict[str, Any
         return
     if level < configuration.level:
         return
-    method = _METHOD_NAMES[level]
+    configuration.sink.gather((logger_name, _METHOD_NAMES[level], message, fields, time.time()))
+
+
+def _render_deferred(entry: _Deferred) -> bytes:
+    logger_name, method, message, fields, created = entry
     # The caller's values only: the four added below are ours and hold no secret.
     redact_secrets(None, method, fields)
     fields["level"] = method
     fields["logger"] = logger_name
-    fields["timestamp"] = datetime.datetime.now(tz=datetime.UTC)
+    fields["timestamp"] = datetime.datetime.fromtimestamp(created, tz=datetime.UTC)
     fields["message"] = message
-    configuration.sink.gather(orjson.dumps(fields, default=repr, option=_ORJSON_OPTIONS))
+    try:
+        return orjson.dumps(fields, default=repr, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        # Rendered in a batch, so an unencodable value (an int past 64 bits) must not take the
+        # other lines with it: the line is written with every such value as its repr.
+        return orjson.dumps(
+            {key: _encodable(value) for key, value in fields.items()},
+            default=repr,
+            option=_ORJSON_OPTIONS,
+        )
+
+
+def _encodable(value: Any) -> Any:
+    try:
+        orjson.dumps(value, default=repr, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        return repr(value)
+    return value
 
 
 def configure_logging(level: str, *, stream: TextIO | None = None) -> None:
@@ -166,7 +192,7 @@ def configure_logging(level: str, *, stream: TextIO | None = None) -> None:
     global _configuration
     if _configuration is not None:
         _configuration.sink.close()
-    sink = LineSink(sys.stdout if stream is None else stream)
+    sink = LineSink(sys.stdout if stream is None else stream, render=_render_deferred)
     processors: list[Processor] = [
         *_shared_processors(),
         structlog.processors.StackInfoRenderer(),

@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+import asyncio
+import datetime
 import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 
-from colima_ref.logs import configure_logging
+from colima_ref.logs import configure_logging, write_line
+from colima_ref.observability.line_sink import FLUSH_INTERVAL
 
 
 @pytest.fixture
@@ -107,3 +111,44 @@ def test_configuring_twice_writes_each_stdlib_record_once(stream: io.StringIO) -
 def test_an_unknown_level_is_refused() -> None:
     with pytest.raises(ValueError, match="verbose"):
         configure_logging("verbose", stream=io.StringIO())
+
+
+def file_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_a_request_line_keeps_the_time_of_its_call_though_rendered_later(
+    stream: io.StringIO, tmp_path: Path
+) -> None:
+    path = tmp_path / "log.jsonl"
+    with path.open("w", encoding="utf-8") as file:
+        configure_logging("INFO", stream=file)
+
+        write_line("colima_ref.http", logging.INFO, "HTTP request completed", {"path": "/x"})
+        called = datetime.datetime.now(tz=datetime.UTC)
+        await asyncio.sleep(FLUSH_INTERVAL * 3)
+
+        [line] = file_lines(path)
+    assert line["message"] == "HTTP request completed"
+    assert line["path"] == "/x"
+    assert line["level"] == "info"
+    assert line["logger"] == "colima_ref.http"
+    assert datetime.datetime.fromisoformat(line["timestamp"]) <= called
+
+
+async def test_an_unencodable_value_costs_only_its_own_field_not_the_batch(
+    stream: io.StringIO, tmp_path: Path
+) -> None:
+    path = tmp_path / "log.jsonl"
+    with path.open("w", encoding="utf-8") as file:
+        configure_logging("INFO", stream=file)
+
+        write_line("colima_ref.http", logging.INFO, "first", {"n": 1})
+        write_line("colima_ref.http", logging.INFO, "huge", {"n": 2**70, "path": "/y"})
+        write_line("colima_ref.http", logging.INFO, "third", {"n": 3})
+        await asyncio.sleep(FLUSH_INTERVAL * 3)
+
+        first, huge, third = file_lines(path)
+    assert (first["n"], third["n"]) == (1, 3)
+    assert huge["n"] == repr(2**70)
+    assert huge["path"] == "/y"

@@ -1,5 +1,5 @@
-"""The sink gathers request lines written on an event loop into one write, writes every other
-line at once, and never reorders them."""
+"""The sink gathers request lines written on an event loop into one write, renders them only
+then, writes every other line at once, and never reorders them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from colima_ref.observability.line_sink import FLUSH_BYTES, FLUSH_INTERVAL, LineSink
+from colima_ref.observability.line_sink import FLUSH_INTERVAL, FLUSH_LINES, LineSink
 
 
 class CountingFile(io.FileIO):
@@ -22,6 +22,10 @@ class CountingFile(io.FileIO):
     def write(self, data: bytes) -> int:  # type: ignore[override]
         self.writes += 1
         return super().write(data)
+
+
+def as_line(entry: str) -> bytes:
+    return entry.encode()
 
 
 def written(path: Path) -> str:
@@ -49,10 +53,10 @@ def stream(raw: CountingFile) -> io.TextIOWrapper:
 async def test_lines_written_on_the_loop_leave_together_within_the_flush_interval(
     stream: io.TextIOWrapper, raw: CountingFile, path: Path
 ) -> None:
-    sink = LineSink(stream)
+    sink = LineSink(stream, render=as_line)
 
     for n in range(100):
-        sink.gather(f"line {n}".encode())
+        sink.gather(f"line {n}")
     before = written(path)
     await asyncio.sleep(FLUSH_INTERVAL * 2)
 
@@ -62,26 +66,49 @@ async def test_lines_written_on_the_loop_leave_together_within_the_flush_interva
     sink.close()
 
 
-async def test_lines_past_the_byte_bound_are_written_at_once(
+async def test_lines_past_the_count_bound_are_written_at_once(
     stream: io.TextIOWrapper, path: Path
 ) -> None:
-    sink = LineSink(stream)
-    line = b"x" * 1023
+    sink = LineSink(stream, render=as_line)
 
-    for _ in range(FLUSH_BYTES // 1024):
-        sink.gather(line)
+    for n in range(FLUSH_LINES - 1):
+        sink.gather(f"line {n}")
+    before = written(path)
+    sink.gather("the last one")
 
-    assert len(written(path).splitlines()) == FLUSH_BYTES // 1024
+    assert before == ""
+    assert len(written(path).splitlines()) == FLUSH_LINES
+    sink.close()
+
+
+async def test_an_entry_is_rendered_when_its_batch_is_written_not_when_gathered(
+    stream: io.TextIOWrapper, path: Path
+) -> None:
+    rendered: list[dict[str, int]] = []
+
+    def render(entry: dict[str, int]) -> bytes:
+        rendered.append(entry)
+        return b"n=%d" % entry["n"]
+
+    sink: LineSink[dict[str, int]] = LineSink(stream, render=render)
+    entry = {"n": 1}
+    sink.gather(entry)
+    rendered_at_once = list(rendered)
+    await asyncio.sleep(FLUSH_INTERVAL * 2)
+
+    assert rendered_at_once == []
+    assert rendered == [entry]
+    assert written(path) == "n=1\n"
     sink.close()
 
 
 def test_without_a_running_loop_each_line_is_written_at_once(
     stream: io.TextIOWrapper, path: Path
 ) -> None:
-    sink = LineSink(stream)
+    sink = LineSink(stream, render=as_line)
 
-    sink.gather(b"one")
-    sink.gather(b"two")
+    sink.gather("one")
+    sink.gather("two")
 
     assert written(path) == "one\ntwo\n"
     sink.close()
@@ -90,10 +117,10 @@ def test_without_a_running_loop_each_line_is_written_at_once(
 async def test_a_line_from_another_thread_takes_the_pending_ones_first(
     stream: io.TextIOWrapper, path: Path
 ) -> None:
-    sink = LineSink(stream)
-    sink.gather(b"on the loop")
+    sink = LineSink(stream, render=as_line)
+    sink.gather("on the loop")
 
-    worker = threading.Thread(target=sink.gather, args=(b"from a worker",))
+    worker = threading.Thread(target=sink.gather, args=("from a worker",))
     worker.start()
     worker.join()
 
@@ -102,8 +129,8 @@ async def test_a_line_from_another_thread_takes_the_pending_ones_first(
 
 
 async def test_closing_writes_what_is_pending(stream: io.TextIOWrapper, path: Path) -> None:
-    sink = LineSink(stream)
-    sink.gather(b"last words")
+    sink = LineSink(stream, render=as_line)
+    sink.gather("last words")
 
     sink.close()
 
@@ -113,10 +140,10 @@ async def test_closing_writes_what_is_pending(stream: io.TextIOWrapper, path: Pa
 def test_a_line_left_by_a_stopped_loop_goes_out_with_the_next_loops_flush(
     stream: io.TextIOWrapper, path: Path
 ) -> None:
-    sink = LineSink(stream)
+    sink = LineSink(stream, render=as_line)
 
     async def write(line: str, wait: float) -> None:
-        sink.gather(line.encode())
+        sink.gather(line)
         await asyncio.sleep(wait)
 
     asyncio.run(write("from a loop that stopped", 0))
@@ -128,10 +155,10 @@ def test_a_line_left_by_a_stopped_loop_goes_out_with_the_next_loops_flush(
 
 def test_a_stream_without_a_descriptor_is_written_at_once() -> None:
     text = io.StringIO()
-    sink = LineSink(text)
+    sink = LineSink(text, render=as_line)
 
     async def write() -> str:
-        sink.gather(b"at once")
+        sink.gather("at once")
         return text.getvalue()
 
     assert asyncio.run(write()) == "at once\n"
@@ -143,8 +170,8 @@ async def test_an_ordinary_line_is_written_at_once_after_the_gathered_ones(
 ) -> None:
     # A server stopped by SIGTERM exits without atexit hooks: its shutdown lines must carry
     # the last request lines out with them.
-    sink = LineSink(stream)
-    sink.gather(b"request line")
+    sink = LineSink(stream, render=as_line)
+    sink.gather("request line")
 
     sink.write_line("Application shutdown complete.")
 
@@ -162,9 +189,9 @@ class HalfWritingFile(io.FileIO):
 def test_a_raw_stream_that_writes_in_parts_still_gets_every_byte(path: Path) -> None:
     raw = HalfWritingFile(path, "w")
     stream = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)  # type: ignore[type-var]
-    sink = LineSink(stream)
+    sink = LineSink(stream, render=as_line)
 
-    sink.gather(b"a line long enough to be written in several parts")
+    sink.gather("a line long enough to be written in several parts")
     sink.write_line("and another")
 
     assert written(path) == "a line long enough to be written in several parts\nand another\n"

@@ -8,6 +8,8 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore
@@ -96,6 +98,39 @@ def test_secrets_in_nested_values_and_reprs_are_masked(secret: str) -> None:
     assert line["config"] == {"login": {"pass_phrase": MASK, "note": MASK}}
     assert line["hops"] == [MASK, ["ok", MASK]]
     assert secret not in str(line)
+
+
+TEXT = st.text(st.characters(codec="utf-8"), max_size=30)
+# Registered for the one property below: Hypothesis reruns a test body, not its fixtures.
+PROPERTY_SECRET = f"s3cr3t-{uuid.uuid4().hex}"
+
+
+@given(before=st.lists(TEXT, max_size=4), after=st.lists(TEXT, max_size=4), around=TEXT)
+def test_a_secret_in_any_one_of_many_text_fields_is_cut_out_and_the_others_kept(
+    before: list[str], after: list[str], around: str
+) -> None:
+    texts = [*before, f"{around}{PROPERTY_SECRET}{around}", *after]
+    SECRETS.add([PROPERTY_SECRET])
+    try:
+        line = redact(**{f"field_{n}": text for n, text in enumerate(texts)})
+    finally:
+        SECRETS.discard([PROPERTY_SECRET])
+
+    assert PROPERTY_SECRET not in str(line)
+    assert line == {
+        f"field_{n}": text.replace(PROPERTY_SECRET, MASK) for n, text in enumerate(texts)
+    }
+
+
+def test_fields_that_hold_a_secret_only_when_joined_are_left_alone(secret: str) -> None:
+    half = len(secret) // 2
+    line = redact(first=secret[:half], second=secret[half:], third=f"\x00{secret[half:]}")
+
+    assert line == {
+        "first": secret[:half],
+        "second": secret[half:],
+        "third": f"\x00{secret[half:]}",
+    }
 
 
 def test_a_short_secret_is_masked_only_where_a_whole_value_equals_it() -> None:
