@@ -52,9 +52,10 @@ class LineSink(Generic[Entry]):
         self._binary = _binary_layer(stream)
         self._lock = threading.Lock()
         self._pending: list[Entry] = []
-        # The loop a flush is scheduled on: a loop that stopped never runs it, so the next
-        # line gathered on another loop schedules its own.
+        # The loop a flush is scheduled on, and its thread: a loop that stopped never runs it,
+        # so the next line gathered on another loop schedules its own.
         self._flush_loop: asyncio.AbstractEventLoop | None = None
+        self._flush_thread = 0
         atexit.register(self.flush)
 
     def write_line(self, line: str) -> None:
@@ -75,14 +76,23 @@ class LineSink(Generic[Entry]):
             pending = self._pending
             pending.append(entry)
             if len(pending) < FLUSH_LINES:
+                scheduled = self._flush_loop
+                # The loop running in this thread has the flush scheduled. Asked before
+                # get_running_loop, which costs a getpid system call on every request.
+                if (
+                    scheduled is not None
+                    and self._flush_thread == threading.get_ident()
+                    and scheduled.is_running()
+                ):
+                    return
                 try:
                     loop = asyncio.get_running_loop()
                 except RuntimeError:
                     loop = None
                 if loop is not None:
-                    if self._flush_loop is not loop:
-                        self._flush_loop = loop
-                        loop.call_later(FLUSH_INTERVAL, self.flush)
+                    self._flush_loop = loop
+                    self._flush_thread = threading.get_ident()
+                    loop.call_later(FLUSH_INTERVAL, self.flush)
                     return
             self._write_pending()
 

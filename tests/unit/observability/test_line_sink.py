@@ -128,6 +128,25 @@ async def test_a_line_from_another_thread_takes_the_pending_ones_first(
     sink.close()
 
 
+async def test_a_line_from_a_loop_in_another_thread_is_flushed_by_that_loop(
+    stream: io.TextIOWrapper, path: Path
+) -> None:
+    sink = LineSink(stream, render=as_line)
+    sink.gather("on this loop")
+
+    async def gather_and_wait() -> None:
+        sink.gather("on the worker's loop")
+        await asyncio.sleep(FLUSH_INTERVAL * 2)
+
+    worker = threading.Thread(target=asyncio.run, args=(gather_and_wait(),))
+    worker.start()
+    worker.join()
+
+    # This loop never ran while the worker waited: the worker's loop wrote both lines.
+    assert written(path) == "on this loop\non the worker's loop\n"
+    sink.close()
+
+
 async def test_closing_writes_what_is_pending(stream: io.TextIOWrapper, path: Path) -> None:
     sink = LineSink(stream, render=as_line)
     sink.gather("last words")
