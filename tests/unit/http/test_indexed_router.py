@@ -12,7 +12,10 @@ from starlette.routing import Match, Route
 from starlette.testclient import TestClient
 from starlette.types import Scope
 
-from colima_ref.http.indexed_router import IndexedRouter
+from colima_ref.http.app import create_app
+from colima_ref.http.indexed_router import IndexedRouter, full_match
+from colima_ref.http.route_match import matched_route
+from colima_ref.settings import Settings
 
 
 class CountingRoute(Route):
@@ -44,6 +47,27 @@ def test_a_request_goes_to_its_route_without_asking_the_routes_before_it() -> No
 
     assert response.text == "/items/a {'name': 'a'}"
     assert (first.asked, items.asked) == (0, 1)
+
+
+def test_every_route_of_ours_gets_the_child_scope_starlette_would_give_it() -> None:
+    app = create_app(lambda: None, Settings.from_env({}))  # type: ignore[arg-type, return-value]
+    routes = [route for route in app.routes if isinstance(route, Route)]
+    for route in routes:
+        path = route.path.replace("{", "").replace("}", "-1")
+        for method in sorted(route.methods or {"GET"}):
+            scope: Scope = {
+                "type": "http",
+                "method": method,
+                "path": path,
+                "root_path": "",
+                "app": app,
+                "path_params": {"from_a_mount": "kept"},
+            }
+            match, expected = route.matches(dict(scope))
+
+            assert matched_route(scope) is route
+            assert match is Match.FULL
+            assert full_match(route, scope) == expected
 
 
 def test_a_wrong_method_still_gets_starlettes_405_with_allow() -> None:
