@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from starlette.responses import JSONResponse as StarletteJSONResponse
+
+_MEDIA_TYPE = "application/json"
+_CONTENT_TYPE = (b"content-type", _MEDIA_TYPE.encode("latin-1"))
 
 
 class JSONResponse(StarletteJSONResponse):
@@ -16,6 +20,20 @@ class JSONResponse(StarletteJSONResponse):
     body renders differently from before, except NaN and infinities, which orjson writes as
     ``null`` where ``json.dumps`` refused them with a 500.
     """
+
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        # Starlette's own for a response given headers; for the rest, which is nearly every
+        # response, the same two headers without its general case (~0.4 us a response).
+        status_code = self.status_code
+        if (
+            headers is not None
+            or self.media_type != _MEDIA_TYPE
+            or status_code < 200
+            or status_code in (204, 304)
+        ):
+            super().init_headers(headers)
+            return
+        self.raw_headers = [(b"content-length", b"%d" % len(self.body)), _CONTENT_TYPE]
 
     def render(self, content: Any) -> bytes:
         try:
