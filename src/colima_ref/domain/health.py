@@ -75,6 +75,43 @@ async def _run(probe: HealthProbe, timeout: float) -> CheckResult:  # noqa: ASYN
     return CheckResult(health=health, latency_ms=(time.perf_counter() - started) * 1000)
 
 
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+async def _all_done(tasks: Sequence[asyncio.Task[CheckResult]], within: float) -> None:
+    """Return once every task is done or ``within`` seconds have passed; cancel none of them.
+
+    What asyncio.wait does, for the one case the runs need: it also builds sets of the tasks,
+    checks each is not a coroutine and asks for the running loop (a getpid system call), about
+    a third of its cost on every /health/all request.
+    """
+    pending = [task for task in tasks if not task.done()]
+    if not pending:
+        return
+    loop = pending[0].get_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    left = len(pending)
+
+    def one_done(_task: asyncio.Task[CheckResult]) -> None:
+        nonlocal left
+        left -= 1
+        if left == 0:
+            _release(waiter)
+
+    for task in pending:
+        task.add_done_callback(one_done)
+    # One timer for all of them, as asyncio.wait has.
+    timer = loop.call_later(within, _release, waiter)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        for task in pending:
+            task.remove_done_callback(one_done)
+
+
 @attrs.define
 class _Run:
     task: asyncio.Task[CheckResult]
@@ -107,9 +144,7 @@ class ProbeRuns:
             return []
         joined = [self._join(probe, timeout) for probe in probes]
         try:
-            # Unlike awaiting each run, asyncio.wait cancels none of them when this caller
-            # gives up, and costs one future and one timer for them all.
-            await asyncio.wait([run.task for run in joined], timeout=within)
+            await _all_done([run.task for run in joined], within)
         finally:
             for probe, run in zip(probes, joined, strict=True):
                 self._leave(probe, run)
@@ -173,17 +208,19 @@ async def check_all(
     results = await (runs or ProbeRuns()).results(
         list(probes.values()), timeout=timeout, within=min(timeout, budget)
     )
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    late = CheckResult(
-        _timed_out(timeout)
-        if timeout <= budget
-        else ServiceHealth(healthy=False, error=BUDGET_EXHAUSTED),
-        elapsed_ms,
-    )
-    services = {
-        name: late if result is None else result
-        for name, result in zip(probes, results, strict=True)
-    }
+    services: dict[str, CheckResult] = {}
+    late: CheckResult | None = None
+    for name, result in zip(probes, results, strict=True):
+        if result is None:
+            # Built only when a check is late, which on most requests none is.
+            late = late or CheckResult(
+                _timed_out(timeout)
+                if timeout <= budget
+                else ServiceHealth(healthy=False, error=BUDGET_EXHAUSTED),
+                (time.perf_counter() - started) * 1000,
+            )
+            result = late
+        services[name] = result
     return HealthReport(
         status=aggregate({name: result.health for name, result in services.items()}),
         services=services,
