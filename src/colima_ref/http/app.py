@@ -25,6 +25,7 @@ from colima_ref.http.middleware.request_context import (
 from colima_ref.http.middleware.request_validation import RequestValidationMiddleware
 from colima_ref.http.middleware.response_cache import ResponseCacheMiddleware
 from colima_ref.http.readiness import Readiness
+from colima_ref.http.report_bodies import ReportBodies
 from colima_ref.http.routes import cache, database, health, messaging, metrics, redis, root, vault
 from colima_ref.observability.metrics import Metrics
 from colima_ref.ports.services import Services
@@ -146,4 +147,5 @@ def create_app(
     )
     app.state.readiness = readiness
     app.state.probe_runs = ProbeRuns()
+    app.state.report_bodies = ReportBodies()
     return app

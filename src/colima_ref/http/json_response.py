@@ -36,7 +36,15 @@ class JSONResponse(StarletteJSONResponse):
         self.raw_headers = [(b"content-length", b"%d" % len(self.body)), _CONTENT_TYPE]
 
     def render(self, content: Any) -> bytes:
-        try:
-            return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
-        except orjson.JSONEncodeError:
-            return super().render(content)
+        return render_json(content)
+
+
+def render_json(content: Any) -> bytes:
+    """The body `JSONResponse` renders for ``content``."""
+    try:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        return _STARLETTE_RENDER(content)
+
+
+_STARLETTE_RENDER = StarletteJSONResponse(None).render

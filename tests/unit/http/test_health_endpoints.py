@@ -159,3 +159,54 @@ async def test_overlapping_health_requests_share_one_probe_run(services: Service
         for path, response in zip(paths, responses, strict=True)
     }
     assert len(latencies) == 1, "each reports the one run's latency"
+
+
+class OpeningBreaker:
+    """A breaker seen closed by the first report that asks, and open from then on."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def snapshot(self) -> dict[str, object]:
+        self.asked += 1
+        return {"state": "closed" if self.asked == 1 else "open"}
+
+
+async def test_reports_of_one_run_share_its_body_but_never_a_stale_breaker(
+    services: Services,
+) -> None:
+    probe = GatedProbe()
+    bundle = attrs.evolve(
+        services,
+        probes={**services.probes, "postgres": probe},
+        breakers={**services.breakers, "postgres": OpeningBreaker()},
+    )
+
+    @asynccontextmanager
+    async def open_services() -> AsyncIterator[Services]:
+        yield bundle
+
+    # Without the response cache, which would hand the leader's answer to the other two.
+    app = create_app(open_services, Settings.from_env({"RESPONSE_CACHE_ENABLED": "false"}))
+
+    async with app.router.lifespan_context(app) as state:
+
+        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
+            await app({**scope, "state": dict(state)}, receive, send)
+
+        transport = httpx2.ASGITransport(app=with_state)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+            requests = [asyncio.create_task(client.get("/health/all")) for _ in range(3)]
+            for _ in range(50):
+                await asyncio.sleep(0)
+            probe.gate.set()
+            first, second, third = await asyncio.gather(*requests)
+
+    assert probe.runs == 1
+    states = [
+        response.json()["services"]["postgres"]["circuit_breaker"]["state"]
+        for response in (first, second)
+    ]
+    assert states == ["closed", "open"]
+    # The third shares the second's run and breaker state: the same bytes.
+    assert third.content == second.content

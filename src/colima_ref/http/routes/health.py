@@ -14,12 +14,14 @@ from functools import partial
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from colima_ref.domain.health import CheckResult, ProbeRuns, check_all, check_one
 from colima_ref.http.convert import converter
-from colima_ref.http.json_response import JSONResponse
+from colima_ref.http.json_response import JSONResponse, render_json
 from colima_ref.http.readiness import readiness
+from colima_ref.http.report_bodies import ReportBodies
 from colima_ref.http.state import services, settings
 from colima_ref.ports.breakers import BreakerStatus
 from colima_ref.ports.services import SERVICE_NAMES
@@ -51,18 +53,32 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"status": "not_ready", "services": down}, status_code=503)
 
 
-async def all_services(request: Request) -> JSONResponse:
+async def all_services(request: Request) -> Response:
     bundle = services(request)
     report = await check_all(
         bundle.probes, timeout=CHECK_TIMEOUT, budget=CHECK_BUDGET, runs=_probe_runs(request)
     )
-    body = converter.unstructure(report)
-    for name, breaker in bundle.breakers.items():
-        if name in body["services"]:
-            body["services"][name]["circuit_breaker"] = dict(breaker.snapshot())
-    body["backend"] = bundle.backend
+    breakers = {
+        name: dict(breaker.snapshot())
+        for name, breaker in bundle.breakers.items()
+        if name in report.services
+    }
+
+    def render() -> bytes:
+        body = converter.unstructure(report)
+        for name, snapshot in breakers.items():
+            body["services"][name]["circuit_breaker"] = snapshot
+        body["backend"] = bundle.backend
+        return render_json(body)
+
+    bodies: ReportBodies = request.app.state.report_bodies
+    content = bodies.body(list(report.services.values()), (breakers, bundle.backend), render)
     # Degraded still serves traffic, so only a total outage tells load balancers to stay away.
-    return JSONResponse(body, status_code=503 if report.status == "unhealthy" else 200)
+    return Response(
+        content,
+        status_code=503 if report.status == "unhealthy" else 200,
+        media_type=JSONResponse.media_type,
+    )
 
 
 async def one_service(request: Request, name: str) -> JSONResponse:
