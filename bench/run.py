@@ -15,8 +15,10 @@ What it does, in order (every server it starts is stopped on the way out, Ctrl-C
 4. ``--workers 2`` against one worker on ``/health/``.
 
 Prints Markdown (also written to ``bench/out/report.md``, raw numbers to ``results.json``):
-endpoint, our req/s, baseline req/s, ratio, p50, p99, non-2xx, our worker's RSS after the run,
-followed by the issue's targets and whether each held. A benchmark, not a test: nothing fails.
+endpoint, our req/s, baseline req/s, ratio, p50, p99, non-2xx, our worker's RSS after the run;
+then each server's CPU time per request over the same runs (steadier than req/s, which moves
+with whatever else the two cores do); then the issue's targets and whether each held. A
+benchmark, not a test: nothing fails.
 
 Usage: ``python bench/run.py [-d SECONDS] [--passes N] [--quick] [--backend B]``.
 Needs ``wrk`` on PATH and, for ``live``, the devstack (its ``env`` is read when VAULT_TOKEN is
@@ -128,6 +130,9 @@ class Result:
     non2xx: int
     socket_errors: int
     requests: int
+    # The server's CPU time (user + system, its workers included) per request answered:
+    # steadier than req/s from one minute to the next, since it leaves out waiting for wrk.
+    cpu_us: float = 0.0
 
 
 @dataclass
@@ -190,6 +195,10 @@ class Server:
             time.sleep(0.3)
         raise RuntimeError(f"{self.label} not ready after {timeout:.0f} s; see {self.log_path}")
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time of the process and its worker processes so far."""
+        return sum(_cpu_seconds(pid) for pid in (self.proc.pid, *_children(self.proc.pid)))
+
     def rss_kb(self) -> int:
         """RSS of the worker: the process itself with one worker, else its largest child."""
         children = _children(self.proc.pid)
@@ -220,6 +229,14 @@ def _rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    with contextlib.suppress(OSError):
+        # Fields after the command name, which may hold spaces: utime and stime are 14 and 15.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
 
 def _children(pid: int) -> list[int]:
@@ -276,7 +293,12 @@ def wrk(port: int, endpoint: Endpoint, seconds: int, connections: int = 50) -> R
 def measure(server: Server, endpoint: Endpoint, seconds: int, warmup: int) -> Result:
     if warmup:
         wrk(server.port, endpoint, warmup)
-    return wrk(server.port, endpoint, seconds)
+    before = server.cpu_seconds()
+    result = wrk(server.port, endpoint, seconds)
+    spent = server.cpu_seconds() - before
+    if result.requests:
+        result.cpu_us = spent / result.requests * 1e6
+    return result
 
 
 def prepare(port: int) -> None:
@@ -474,6 +496,21 @@ def fmt_rows(report: Report) -> Iterator[str]:
         )
 
 
+def fmt_cpu_rows(report: Report) -> Iterator[str]:
+    last = report.passes[-1]
+    yield (
+        "Server CPU per request (user + system time of the server process over the timed run,"
+        " divided by the requests answered; us). A ratio is baseline / ours, comparable to the"
+        " req/s ratio when both servers keep their core busy."
+    )
+    yield ""
+    yield "| endpoint | our CPU us/req | baseline CPU us/req | ratio |"
+    yield "|---|---:|---:|---:|"
+    for name, row in last.items():
+        o, b = row.ours.cpu_us, row.baseline.cpu_us
+        yield f"| {name} | {o:.1f} | {b:.1f} | {b / o if o else float('nan'):.2f} |"
+
+
 def markdown(report: Report) -> str:
     n = len(report.passes)
     lines = [
@@ -488,6 +525,8 @@ def markdown(report: Report) -> str:
         "",
         "non-2xx counts wrk's non-2xx/3xx answers plus socket errors; * marks a ratio over more"
         " than 1 % errors on either side.",
+        "",
+        *fmt_cpu_rows(report),
         "",
         f"RSS of our worker (MB): {report.rss_ready_kb / 1024:.1f} when ready (before any request),"
         " after each pass "
