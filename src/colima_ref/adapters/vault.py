@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Final, TypeVar
 
@@ -95,6 +96,25 @@ class _Lease:
     final: bool = False
 
 
+def _hvac_client(addr: str, token: str, timeout: float) -> hvac.Client:
+    """An hvac client whose requests session reads the environment once instead of per request.
+
+    With ``trust_env`` on, requests looks up proxies (HTTP(S)_PROXY, NO_PROXY), a netrc file and
+    a CA bundle (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) on every request, walking os.environ each
+    time: a quarter of a Vault call's CPU (about 210 of 800 us here). Read here, once: the proxies
+    for ``addr``, and the CA bundle unless VAULT_CACERT or VAULT_CAPATH (which hvac reads itself)
+    name one. A netrc login is of no use against Vault's token header.
+    """
+    verify = None
+    if not (os.environ.get("VAULT_CACERT") or os.environ.get("VAULT_CAPATH")):
+        verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+    client = hvac.Client(url=addr, token=token, timeout=timeout, verify=verify)
+    session = client.session
+    session.proxies = requests.utils.get_environ_proxies(addr)
+    session.trust_env = False
+    return client
+
+
 @attrs.define
 class VaultSecretStore:
     """A SecretStore and HealthProbe over a KV v2 mount.
@@ -148,7 +168,7 @@ class VaultSecretStore:
         )
         # An explicit "" stops hvac from reading VAULT_TOKEN behind an AppRole configuration.
         client_token = auth.token if isinstance(auth, TokenAuth) else ""
-        client = hvac.Client(url=addr, token=client_token, timeout=request_timeout)
+        client = _hvac_client(addr, client_token, request_timeout)
         store = cls(
             client,
             auth,
