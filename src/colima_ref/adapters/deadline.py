@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
+from typing import Any
+
+import attrs
 
 
 class Deadline:
@@ -97,3 +100,12 @@ class _Bound:
     def expire(self) -> None:
         self._expired = True
         self._task.cancel()
+
+
+def _of_operation_timeout(adapter: Any) -> Deadline:
+    return Deadline(adapter._operation_timeout)
+
+
+ADAPTER_DEADLINE = attrs.Factory(_of_operation_timeout, takes_self=True)
+"""The default of an adapter's ``_deadline`` field: a Deadline of its ``_operation_timeout``,
+one per adapter, made when the adapter is."""

@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.adapters.credentials import CredentialSource
-from colima_ref.adapters.deadline import Deadline
+from colima_ref.adapters.deadline import ADAPTER_DEADLINE, Deadline
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueryResult, ServiceHealth
 
@@ -84,11 +84,7 @@ class PostgresDatabase:
     _breaker: ServiceBreaker | None = attrs.field(default=None, repr=False)
     _current: _Pool | None = attrs.field(default=None, init=False)
     _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
-    _deadline: Deadline = attrs.field(init=False, repr=False)
-
-    @_deadline.default
-    def _one_timer_for_all_calls(self) -> Deadline:
-        return Deadline(self._operation_timeout)
+    _deadline: Deadline = attrs.field(default=ADAPTER_DEADLINE, init=False, repr=False)
 
     @classmethod
     @asynccontextmanager

@@ -28,7 +28,7 @@ from yarl import URL
 
 from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.adapters.credentials import CredentialSource
-from colima_ref.adapters.deadline import Deadline
+from colima_ref.adapters.deadline import ADAPTER_DEADLINE, Deadline
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueueInfo, ServiceHealth
 
@@ -106,11 +106,7 @@ class RabbitMqBroker:
     _probe: _ProbeChannel | None = attrs.field(default=None, init=False, repr=False)
     _connection_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
     _channel_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
-    _deadline: Deadline = attrs.field(init=False, repr=False)
-
-    @_deadline.default
-    def _one_timer_for_all_calls(self) -> Deadline:
-        return Deadline(self._operation_timeout)
+    _deadline: Deadline = attrs.field(default=ADAPTER_DEADLINE, init=False, repr=False)
 
     @classmethod
     @asynccontextmanager

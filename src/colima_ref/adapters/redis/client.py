@@ -16,7 +16,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.adapters.credentials import CredentialSource
-from colima_ref.adapters.deadline import Deadline
+from colima_ref.adapters.deadline import ADAPTER_DEADLINE, Deadline
 from colima_ref.domain import errors
 
 SERVICE = "redis"
@@ -84,11 +84,7 @@ class RedisConnection:
     _current: _Client | None = attrs.field(default=None, init=False, repr=False)
     _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
     _in_flight: asyncio.Semaphore = attrs.field(init=False, repr=False)
-    _deadline: Deadline = attrs.field(init=False, repr=False)
-
-    @_deadline.default
-    def _one_timer_for_all_calls(self) -> Deadline:
-        return Deadline(self._operation_timeout)
+    _deadline: Deadline = attrs.field(default=ADAPTER_DEADLINE, init=False, repr=False)
 
     @_in_flight.default
     def _one_slot_per_connection(self) -> asyncio.Semaphore:
