@@ -117,18 +117,24 @@ def file_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-async def test_a_request_line_keeps_the_time_of_its_call_though_rendered_later(
-    stream: io.StringIO, tmp_path: Path
-) -> None:
+@pytest.fixture
+def log_file(stream: io.StringIO, tmp_path: Path) -> Iterator[Path]:
+    """A real file configure_logging writes to, so request lines go out in batches (``stream``
+    puts the global logging state back afterwards)."""
     path = tmp_path / "log.jsonl"
     with path.open("w", encoding="utf-8") as file:
         configure_logging("INFO", stream=file)
+        yield path
 
-        write_line("colima_ref.http", logging.INFO, "HTTP request completed", {"path": "/x"})
-        called = datetime.datetime.now(tz=datetime.UTC)
-        await asyncio.sleep(FLUSH_INTERVAL * 3)
 
-        [line] = file_lines(path)
+async def test_a_request_line_keeps_the_time_of_its_call_though_rendered_later(
+    log_file: Path,
+) -> None:
+    write_line("colima_ref.http", logging.INFO, "HTTP request completed", {"path": "/x"})
+    called = datetime.datetime.now(tz=datetime.UTC)
+    await asyncio.sleep(FLUSH_INTERVAL * 3)
+
+    [line] = file_lines(log_file)
     assert line["message"] == "HTTP request completed"
     assert line["path"] == "/x"
     assert line["level"] == "info"
@@ -137,18 +143,14 @@ async def test_a_request_line_keeps_the_time_of_its_call_though_rendered_later(
 
 
 async def test_an_unencodable_value_costs_only_its_own_field_not_the_batch(
-    stream: io.StringIO, tmp_path: Path
+    log_file: Path,
 ) -> None:
-    path = tmp_path / "log.jsonl"
-    with path.open("w", encoding="utf-8") as file:
-        configure_logging("INFO", stream=file)
+    write_line("colima_ref.http", logging.INFO, "first", {"n": 1})
+    write_line("colima_ref.http", logging.INFO, "huge", {"n": 2**70, "path": "/y"})
+    write_line("colima_ref.http", logging.INFO, "third", {"n": 3})
+    await asyncio.sleep(FLUSH_INTERVAL * 3)
 
-        write_line("colima_ref.http", logging.INFO, "first", {"n": 1})
-        write_line("colima_ref.http", logging.INFO, "huge", {"n": 2**70, "path": "/y"})
-        write_line("colima_ref.http", logging.INFO, "third", {"n": 3})
-        await asyncio.sleep(FLUSH_INTERVAL * 3)
-
-        first, huge, third = file_lines(path)
+    first, huge, third = file_lines(log_file)
     assert (first["n"], third["n"]) == (1, 3)
     assert huge["n"] == repr(2**70)
     assert huge["path"] == "/y"
