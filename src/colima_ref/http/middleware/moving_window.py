@@ -33,14 +33,6 @@ class _Window:
         while buckets and buckets[0][0] <= oldest_kept:
             self.count -= int(buckets.popleft()[1])
 
-    def add(self, now: float, amount: int) -> None:
-        buckets = self.buckets
-        if buckets and now - buckets[-1][0] < self.resolution:
-            buckets[-1][1] += amount
-        else:
-            buckets.append([now, amount])
-        self.count += amount
-
     def start(self, now: float) -> float:
         return self.buckets[0][0] if self.buckets else now
 
@@ -88,7 +80,7 @@ class MovingWindowMemoryStorage(MemoryStorage):
         window = self._windows.get(key)
         if window is None:
             window = self._windows[key] = _Window(expiry)
-        # The body of _Window's methods, inlined: this runs on every request.
+        # drop_expired inlined, and the adding done here: this runs on every request.
         buckets = window.buckets
         oldest_kept = now - expiry
         while buckets and buckets[0][0] <= oldest_kept:
