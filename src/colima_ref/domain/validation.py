@@ -10,6 +10,8 @@ import json
 import re
 from typing import Any
 
+import orjson
+
 from colima_ref.domain.errors import ValidationError
 
 MAX_SERVICE_NAME_LENGTH = 50
@@ -28,6 +30,9 @@ _QUEUE_NAME = re.compile(r"[a-zA-Z0-9_.-]+")
 # Leading zeros are split off so the length check below can bound the digits before int() sees
 # them (Python refuses to convert more than 4300 digits).
 _INTEGER = re.compile(r"([+-]?)0*([0-9]+)")
+# orjson reads an integer past 64 bits as a float; a body with one is parsed again by json,
+# which keeps it exact. Every integer orjson cannot hold exactly has at least 19 digits.
+_LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
 
 
 def _name(field: str, value: str, pattern: re.Pattern[str], max_length: int, allowed: str) -> str:
@@ -121,6 +126,8 @@ def queue_name(value: str | None) -> str:
 def message(body: bytes) -> dict[str, object]:
     """A message to publish: a non-empty JSON object in at most 1 MiB of UTF-8.
 
+    Strict JSON: no NaN or Infinity, no number past a double's range (``1e400``), no string
+    with an unpaired surrogate escape (``"\\ud800"``). Integers keep every digit.
     The size is checked before parsing, so an oversized body costs nothing to refuse.
     Raises ValidationError.
     """
@@ -131,8 +138,13 @@ def message(body: bytes) -> dict[str, object]:
     if not body.strip():
         raise ValidationError.for_field("message", "message is required")
     try:
-        parsed: Any = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
-    # ValueError covers bad UTF-8 and bad JSON; RecursionError a body nested too deeply to parse.
+        # orjson is strict JSON: it refuses NaN and Infinity, numbers past a double and unpaired
+        # surrogate escapes, none of which another consumer could read back or we could echo.
+        parsed: Any = orjson.loads(body)
+        if _LONG_DIGIT_RUN.search(body) is not None:
+            parsed = json.loads(body)
+    # ValueError covers bad UTF-8 and bad JSON (orjson's JSONDecodeError is one), and json's
+    # refusal of an integer of over 4300 digits; RecursionError a body nested too deeply.
     except (ValueError, RecursionError):
         raise ValidationError.for_field("message", "message must be valid UTF-8 JSON") from None
     if not isinstance(parsed, dict):
@@ -140,8 +152,3 @@ def message(body: bytes) -> dict[str, object]:
     if not parsed:
         raise ValidationError.for_field("message", "message must not be empty")
     return parsed
-
-
-def _refuse_constant(name: str) -> float:
-    # json accepts NaN and Infinity, which are not JSON and which other parsers reject.
-    raise ValueError(f"{name} is not valid JSON")

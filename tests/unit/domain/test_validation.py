@@ -206,6 +206,27 @@ def test_an_oversized_message_is_rejected_for_its_size_before_it_is_parsed() -> 
     assert "at most" in rejected_message(b"[" * 1_048_577).message
 
 
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    # Integers of any size: past 64 bits they take the exact second parse.
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(max_size=8), _json_values, min_size=1, max_size=4))
+def test_a_json_object_is_read_back_exactly_as_json_reads_it(value: dict[str, object]) -> None:
+    # st.text() never yields a surrogate, so every value here is valid strict JSON.
+    for body in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
+        assert validation.message(body.encode()) == value
+
+
 @pytest.mark.parametrize("body", [b"{}", b" { } "])
 def test_an_empty_json_object_is_rejected(body: bytes) -> None:
     assert "empty" in rejected_message(body).message
@@ -229,6 +250,9 @@ def test_a_json_value_that_is_not_an_object_is_rejected(body: bytes) -> None:
         b'{"a": 1} trailing',
         b'{"a": NaN}',
         b'{"a": -Infinity}',
+        b'{"a": 1e400}',
+        b'{"a": "\\ud800"}',
+        b'{"a": "x\\udc00y"}',
         b'{"a": "\xff"}',
         '{"a": 1}'.encode("utf-16"),
         b'{"a": ' + b"1" * 5000 + b"}",
@@ -240,6 +264,9 @@ def test_a_json_value_that_is_not_an_object_is_rejected(body: bytes) -> None:
         "trailing",
         "nan",
         "infinity",
+        "past-a-double",
+        "unpaired-high-surrogate",
+        "unpaired-low-surrogate",
         "bad-utf8",
         "utf16",
         "huge-int",

@@ -58,8 +58,27 @@ def test_info_of_an_unknown_queue_says_it_does_not_exist_and_does_not_create_it(
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"{}", b"[1, 2]", b'"text"', b"{not json", b"\xff\xfe", b'{"n": NaN}'],
-    ids=["empty", "empty-object", "array", "string", "malformed", "not-utf8", "nan"],
+    [
+        b"",
+        b"{}",
+        b"[1, 2]",
+        b'"text"',
+        b"{not json",
+        b"\xff\xfe",
+        b'{"n": NaN}',
+        # Parsed by json, it was queued and then failed to render: a 500 for a queued message.
+        b'{"n": "\\ud800"}',
+    ],
+    ids=[
+        "empty",
+        "empty-object",
+        "array",
+        "string",
+        "malformed",
+        "not-utf8",
+        "nan",
+        "unpaired-surrogate",
+    ],
 )
 def test_a_message_that_is_not_a_non_empty_json_object_is_422_and_nothing_is_queued(
     client: TestClient, services: Services, error_body: ErrorBody, body: bytes
