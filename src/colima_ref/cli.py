@@ -11,6 +11,7 @@ import uvicorn
 
 from colima_ref import __version__
 from colima_ref.logs import configure_logging
+from colima_ref.server_protocol import OneWriteHttpToolsProtocol
 from colima_ref.settings import ENVIRONMENT, LOG_LEVELS, Settings, SettingsError
 
 PROG = "colima-ref"
@@ -60,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run the HTTP server",
         description=(
-            "Serve the whole HTTP contract with uvicorn (uvloop and httptools when installed).\n"
+            "Serve the whole HTTP contract with uvicorn (httptools, and uvloop when installed),\n"
+            "writing each response's head and body in one piece.\n"
             "The settings are checked before the server starts: a malformed variable stops it\n"
             "with one line on stderr and exit code 2."
         ),
@@ -125,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=args.port,
         workers=args.workers,
         loop="auto",
-        http="auto",
+        # uvloop when installed; httptools, which uvicorn[standard] brings, always.
+        http=OneWriteHttpToolsProtocol,
         lifespan="on",
         access_log=False,
         log_config=None,
