@@ -5,14 +5,18 @@ What it does, in order (every server it starts is stopped on the way out, Ctrl-C
 1. Starts our server with the whole middleware stack on (rate limiter on with quotas raised so
    it counts without refusing, response cache, metrics, one canonical log line per request
    written to a file) and ``bench/baseline_app.py`` (bare Starlette + the same driver call), one
-   uvicorn worker each, uvloop + httptools, no access log.
+   uvicorn worker each, uvloop + httptools, no access log. Ours is started by ``colima-ref
+   serve``, whose httptools protocol writes a response's head and body at once; the baseline
+   runs stock uvicorn, which writes them apart.
 2. Main passes (two by default): for every endpoint, ``wrk -t2 -c50 -d<N>s`` against ours and
    against the baseline, alternating which goes first. Only ratios inside one run mean anything:
    absolute figures drift up to 2x from minute to minute on a shared machine.
 3. Layers: our server restarted with one layer switched off at a time, then all off, on a few
-   endpoints, so each layer's cost shows. The run without the response cache also measures
-   ``/health/all`` and each single check under 50 clients (p95 from the wrk script), in three
-   rounds that alternate the paths; the target is judged on the median of the rounds' gaps.
+   endpoints, so each layer's cost shows, and once under stock uvicorn (`uvicorn --factory`),
+   so the protocol's share of our figures shows too. The run without the response cache also
+   measures ``/health/all`` and each single check under 50 clients (p95 from the wrk script),
+   in three rounds that alternate the paths; the target is judged on the median of the rounds'
+   gaps.
 4. ``--workers 2`` against one worker on ``/health/``: both servers up at once and measured
    alternately in three rounds, the target judged on the median of the rounds' ratios.
 
@@ -108,10 +112,14 @@ FULL = {
     "METRICS_ENABLED": "true",
     "LOG_REQUESTS": "true",
 }
+STOCK_PROTOCOL = "stock uvicorn protocol"
 # One layer off at a time, then everything off: the variables come from settings.ENVIRONMENT.
 # "full" again, so every row of that table comes from a fresh server measured minutes apart.
 LAYERS: tuple[tuple[str, dict[str, str]], ...] = (
     ("full", {}),
+    # Everything on, served by `uvicorn --factory colima_ref.asgi:make_app` as a host would run
+    # the app: stock uvicorn writes each response's head and body apart (serve writes them once).
+    (STOCK_PROTOCOL, {}),
     ("no rate limit", {"RATE_LIMIT_ENABLED": "false"}),
     # The strategy's cost apart from the limiter's own (ours is an in-memory moving window).
     ("rate limit fixed-window", {"RATE_LIMIT_STRATEGY": "fixed-window"}),
@@ -407,6 +415,15 @@ def our_server(
     return Server(label, argv, env, port)
 
 
+def stock_uvicorn_server(label: str, backend: str, port: int, env: Mapping[str, str]) -> Server:
+    argv = [str(PYTHON), "-m", "uvicorn", "--factory", "colima_ref.asgi:make_app"]
+    argv += ["--host", HOST, "--port", str(port), "--workers", "1", "--loop", "uvloop"]
+    argv += ["--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    # What serve also turns off, so that the protocol is the one difference.
+    argv += ["--no-proxy-headers", "--no-server-header"]
+    return Server(label, argv, {**env, "COLIMA_BACKEND": backend}, port)
+
+
 def baseline_server(port: int) -> Server:
     argv = [str(PYTHON), "-m", "uvicorn", "--app-dir", str(BENCH), "baseline_app:app"]
     argv += ["--host", HOST, "--port", str(port), "--workers", "1", "--loop", "uvloop"]
@@ -483,7 +500,10 @@ def run(args: argparse.Namespace) -> Report:
 
     for label, change in LAYERS:
         log(f"layer: {label}")
-        server = our_server(label, args.backend, layer_port, {**FULL, **change})
+        if label == STOCK_PROTOCOL:
+            server = stock_uvicorn_server(label, args.backend, layer_port, FULL)
+        else:
+            server = our_server(label, args.backend, layer_port, {**FULL, **change})
         server.wait_ready()
         prepare(layer_port)
         report.layers[label] = {
