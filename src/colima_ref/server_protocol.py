@@ -16,6 +16,7 @@ sees as the same incomplete response.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -28,7 +29,9 @@ class _HeadHoldingTransport:
 
     def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
         self._transport = transport
-        self._cycle = cycle
+        # Weak: the cycle holds this transport, and a reference back would make every request's
+        # cycle, scope and body garbage for the collector instead of freed when it ends.
+        self._cycle = weakref.ref(cycle)
         self._head: bytes | None = None
         self._head_written = False
 
@@ -36,12 +39,13 @@ class _HeadHoldingTransport:
         head = self._head
         if head is not None:
             self._head = None
-            self._transport.write(head + data)
+            # One system call (uvloop's writev), without copying a large body onto the head.
+            self._transport.writelines((head, data))
             return
-        cycle = self._cycle
+        cycle = self._cycle()
         # The cycle has decided the framing (chunked or Content-Length) before it writes the head,
         # which is its first write once the response has started.
-        if not self._head_written and cycle.response_started:
+        if not self._head_written and cycle is not None and cycle.response_started:
             self._head_written = True
             if (
                 cycle.chunked_encoding is False

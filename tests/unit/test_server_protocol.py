@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from typing import Any
 
 from starlette.applications import Starlette
@@ -200,3 +202,21 @@ async def test_an_app_failing_between_head_and_body_leaves_no_half_response() ->
     # uvicorn closes the connection; the client never saw a head promising two bytes.
     assert transport.writes == []
     assert transport.closed
+
+
+async def test_a_finished_request_is_freed_without_the_garbage_collector() -> None:
+    protocol, transport = connect()
+    gc.disable()
+    try:
+        protocol.data_received(GET % b"small")
+        await settle(protocol)
+        finished = weakref.ref(protocol.cycle)
+        protocol.data_received(GET % b"small")
+        await settle(protocol)
+
+        # The connection has moved on to the next request: nothing but a cycle of references
+        # could still hold the first one.
+        assert finished() is None
+    finally:
+        gc.enable()
+    assert len(transport.writes) == 2
