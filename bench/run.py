@@ -415,19 +415,22 @@ def our_server(
     return Server(label, argv, env, port)
 
 
-def stock_uvicorn_server(label: str, backend: str, port: int, env: Mapping[str, str]) -> Server:
-    argv = [str(PYTHON), "-m", "uvicorn", "--factory", "colima_ref.asgi:make_app"]
+def _stock_uvicorn(port: int, *target: str) -> list[str]:
+    """uvicorn's own command line for ``target``: one worker, uvloop + httptools, no access log."""
+    argv = [str(PYTHON), "-m", "uvicorn", *target]
     argv += ["--host", HOST, "--port", str(port), "--workers", "1", "--loop", "uvloop"]
-    argv += ["--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    return [*argv, "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+
+
+def stock_uvicorn_server(label: str, backend: str, port: int, env: Mapping[str, str]) -> Server:
+    argv = _stock_uvicorn(port, "--factory", "colima_ref.asgi:make_app")
     # What serve also turns off, so that the protocol is the one difference.
     argv += ["--no-proxy-headers", "--no-server-header"]
     return Server(label, argv, {**env, "COLIMA_BACKEND": backend}, port)
 
 
 def baseline_server(port: int) -> Server:
-    argv = [str(PYTHON), "-m", "uvicorn", "--app-dir", str(BENCH), "baseline_app:app"]
-    argv += ["--host", HOST, "--port", str(port), "--workers", "1", "--loop", "uvloop"]
-    argv += ["--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    argv = _stock_uvicorn(port, "--app-dir", str(BENCH), "baseline_app:app")
     return Server("baseline", argv, {}, port)
 
 
@@ -500,10 +503,8 @@ def run(args: argparse.Namespace) -> Report:
 
     for label, change in LAYERS:
         log(f"layer: {label}")
-        if label == STOCK_PROTOCOL:
-            server = stock_uvicorn_server(label, args.backend, layer_port, FULL)
-        else:
-            server = our_server(label, args.backend, layer_port, {**FULL, **change})
+        start = stock_uvicorn_server if label == STOCK_PROTOCOL else our_server
+        server = start(label, args.backend, layer_port, {**FULL, **change})
         server.wait_ready()
         prepare(layer_port)
         report.layers[label] = {

@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=args.port,
         workers=args.workers,
         loop="auto",
-        # uvloop when installed; httptools, which uvicorn[standard] brings, always.
+        # httptools comes with uvicorn[standard]; this protocol is its subclass.
         http=OneWriteHttpToolsProtocol,
         lifespan="on",
         access_log=False,

@@ -3,8 +3,9 @@
 Stock uvicorn writes the status line and headers when the app sends ``http.response.start``
 and the body when it sends ``http.response.body``: two system calls and two TCP segments for a
 small response, and the client reads twice. A head that announces a Content-Length is held
-here until the body's first write, and goes out with it. Measured on /health/ under wrk -c50:
-the server's CPU per request about 8 % lower, the client's about 12 % lower.
+here until the body's first write, and goes out with it. Measured on /health/ under wrk -c50,
+five alternating 4 s rounds against the stock protocol: the server's CPU per request 67.3 us
+against 69.0 us (medians), wrk's 16.3 us against 20.1 us.
 
 Only that case is held. A HEAD response, a chunked (streamed) one, a 100 Continue and a
 response announcing an empty body are written as uvicorn writes them, so a streaming client
@@ -56,13 +57,8 @@ class _HeadHoldingTransport:
                 return
         self._transport.write(data)
 
-    def close(self) -> None:
-        self._transport.close()
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
-
     def __getattr__(self, name: str) -> Any:
+        # close, is_closing and the rest: the connection's own transport.
         return getattr(self._transport, name)
 
 
