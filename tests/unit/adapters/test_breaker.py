@@ -31,6 +31,9 @@ from colima_ref.ports.services import Services
 from colima_ref.settings import Settings
 
 RESET = 0.2
+# Long enough for the ten requests the full-cycle test makes while the circuit must still be
+# open: on a slow machine they took over 0.2 s (the /metrics renders alone, 20 ms each).
+CYCLE_RESET = 1.0
 QUERY = "/examples/database/postgres/query"
 # No response cache, so /health/all shows the breaker as it is now; no rate limit in the way.
 ENV = {"RESPONSE_CACHE_ENABLED": "false", "RATE_LIMIT_ENABLED": "false"}
@@ -370,8 +373,13 @@ def recorder() -> Metrics:
 
 
 @pytest.fixture
-def bundle(recorder: Metrics) -> Services:
-    return memory.services(reset_timeout=RESET, recorder=recorder)
+def reset_timeout() -> float:
+    return RESET
+
+
+@pytest.fixture
+def bundle(recorder: Metrics, reset_timeout: float) -> Services:
+    return memory.services(reset_timeout=reset_timeout, recorder=recorder)
 
 
 @pytest.fixture
@@ -417,8 +425,9 @@ def test_an_open_breaker_answers_503_with_the_uniform_body_and_retry_after(
     assert int(refused.headers["Retry-After"]) >= 1
 
 
+@pytest.mark.parametrize("reset_timeout", [CYCLE_RESET])
 def test_the_full_cycle_shows_in_health_all_and_moves_the_metrics(
-    client: TestClient, bundle: Services
+    client: TestClient, bundle: Services, reset_timeout: float
 ) -> None:
     assert isinstance(bundle.postgres, InMemorySqlDatabase)
     bundle.postgres.failing = True
@@ -438,7 +447,7 @@ def test_the_full_cycle_shows_in_health_all_and_moves_the_metrics(
     recovered = client.get("/health/postgres").json()
     assert recovered["status"] == "healthy"
     assert recovered["circuit_breaker"]["state"] == "open"
-    time.sleep(RESET + 0.05)
+    time.sleep(reset_timeout + 0.05)
     assert client.get("/health/postgres").json()["circuit_breaker"]["state"] == "half-open"
 
     assert client.get(QUERY).status_code == 200
