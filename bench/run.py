@@ -594,7 +594,7 @@ def fmt_rows(report: Report) -> Iterator[str]:
         ratios = _pass_ratios(report, name)
         yield (
             f"| {name} | {o.rps:,.0f} | {b.rps:,.0f} | {_ratio(o, b):.2f}{flag} "
-            f"| {', '.join(f'{r:.2f}' for r in ratios)} | {_median(ratios):.2f} "
+            f"| {_two_places(ratios)} | {_median(ratios):.2f} "
             f"| {o.p50_ms:.2f} | {o.p99_ms:.2f} | {b.p50_ms:.2f} | {b.p99_ms:.2f} "
             f"| {_errors(o)} | {_errors(b)} | {row.rss_kb / 1024:.1f} |"
         )
@@ -721,8 +721,12 @@ def _health_all_gaps(rounds: Mapping[str, list[Result]]) -> Iterator[tuple[float
         yield whole.p95_ms - singles[slowest], slowest, singles[slowest]
 
 
+def _two_places(ratios: Iterable[float]) -> str:
+    return ", ".join(f"{r:.2f}" for r in ratios)
+
+
 def _each(ratios: Iterable[float]) -> str:
-    return "each pass: " + ", ".join(f"{r:.2f}" for r in ratios)
+    return f"each pass: {_two_places(ratios)}"
 
 
 def _verdict(ok: bool) -> str:
