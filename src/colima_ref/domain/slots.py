@@ -52,10 +52,16 @@ class SlotReport:
         return not self.gaps and not self.overlaps
 
 
+def _bounds(r: SlotRange) -> tuple[int, int]:
+    # SlotRange's own order, by plain tuples: attrs' generated __lt__ builds two tuples per
+    # comparison, 70 % of a report on 16384 one-slot ranges.
+    return (r.start, r.end)
+
+
 def merge_ranges(ranges: Iterable[SlotRange]) -> tuple[SlotRange, ...]:
     """Sort ``ranges`` and merge the ones that overlap or touch (0-5 and 6-9 become 0-9)."""
     merged: list[SlotRange] = []
-    for current in sorted(ranges):
+    for current in sorted(ranges, key=_bounds):
         if merged and current.start <= merged[-1].end + 1:
             if current.end > merged[-1].end:
                 merged[-1] = SlotRange(merged[-1].start, current.end)
@@ -114,7 +120,7 @@ def distribute(nodes: Sequence[ClusterNode]) -> SlotReport:
             for node_id, merged in ranges.items()
             for r in merged
         ),
-        key=lambda shard: (shard.slots, shard.master.node_id),
+        key=lambda shard: (*_bounds(shard.slots), shard.master.node_id),
     )
     # Ranges are merged per master first, so depth counts masters, not listings.
     pieces = _depths(r for merged in ranges.values() for r in merged)
