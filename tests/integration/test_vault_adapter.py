@@ -76,8 +76,14 @@ class DevVault:
             found = re.search(r"Unseal Key: (\S+)", log_path.read_text(errors="replace"))
             if found and self._answers():
                 self.unseal_key = found.group(1)
-                self.root().sys.enable_auth_method("approle")
-                self.root().sys.create_or_update_policy("reader", READER_POLICY)
+                # Closed here: an hvac client left to the collector warns of its open socket in
+                # whichever later test the collection happens to run.
+                root = self.root()
+                try:
+                    root.sys.enable_auth_method("approle")
+                    root.sys.create_or_update_policy("reader", READER_POLICY)
+                finally:
+                    root.adapter.close()
                 return
             if self.process.poll() is not None:
                 break
