@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from starlette.responses import JSONResponse as StarletteJSONResponse
+from starlette.types import Message, Receive, Scope, Send
 
-from colima_ref.http.json_response import JSONResponse
+from colima_ref.http.json_response import ConstantJSONEndpoint, JSONResponse
 
 
 @pytest.mark.parametrize(
@@ -57,3 +59,37 @@ def test_headers_are_starlettes_whatever_the_status_headers_and_media_type(
     theirs = StarletteJSONResponse(body, status_code, headers=headers, media_type=media_type)
 
     assert ours.raw_headers == theirs.raw_headers
+
+
+async def _sent_by(app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> list[Message]:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app({"type": "http", "method": "GET"}, receive, send)
+    return sent
+
+
+@pytest.mark.parametrize("status_code", [200, 503])
+async def test_a_constant_endpoint_sends_what_a_json_response_sends(status_code: int) -> None:
+    body = {"status": "healthy", "note": "çà"}
+
+    ours = await _sent_by(ConstantJSONEndpoint(body, status_code))
+    theirs = await _sent_by(JSONResponse(body, status_code))
+
+    assert ours == theirs
+
+
+async def test_a_constant_endpoint_gives_each_response_its_own_headers() -> None:
+    """Middleware appends to the list it is sent; the next response must not carry that."""
+    endpoint = ConstantJSONEndpoint({"status": "healthy"})
+    first = await _sent_by(endpoint)
+    first[0]["headers"].append((b"x-request-id", b"first"))
+
+    second = await _sent_by(endpoint)
+
+    assert (b"x-request-id", b"first") not in second[0]["headers"]
