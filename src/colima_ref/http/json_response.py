@@ -52,9 +52,12 @@ class ConstantJSONEndpoint:
     """
 
     def __init__(self, content: Any, status_code: int = 200) -> None:
-        self._body = render_json(content)
+        # Rendered by JSONResponse itself, once: its body and headers for any status, with
+        # no second copy of its header rules here.
+        response = JSONResponse(content, status_code)
         self._status_code = status_code
-        self._headers = ((b"content-length", b"%d" % len(self._body)), _CONTENT_TYPE)
+        self._body = response.body
+        self._headers = tuple(response.raw_headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # A new list per response: the middleware outside appends its headers to it.
