@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import attrs
 import limits
 
+from colima_ref.domain.masking import hide_userinfo_passwords
 from colima_ref.ports.services import SERVICE_NAMES, Backend
 
 DEFAULT_APP_NAME = "Colima Services Reference API"
@@ -42,8 +43,10 @@ class SettingsError(ValueError):
     def __init__(self, variable: str, expected: str, got: str | None) -> None:
         self.variable = variable
         self.expected = expected
-        self.got = got
-        super().__init__(variable, expected, got)
+        # A URL or host refused for its form may still carry a working login: its password
+        # is kept out of the message and ``args`` alike.
+        self.got = None if got is None else hide_userinfo_passwords(got)
+        super().__init__(variable, expected, self.got)
 
     def __str__(self) -> str:
         if self.got is None:
@@ -122,11 +125,15 @@ class Endpoint:
     port: int
 
 
+def _shown_without_password(url: str) -> str:
+    return repr(hide_userinfo_passwords(url))
+
+
 @attrs.frozen
 class VaultSettings:
     """Where Vault is and how to log in: a token, or an AppRole role_id + secret_id."""
 
-    addr: str
+    addr: str = attrs.field(repr=_shown_without_password)
     token: str | None = attrs.field(default=None, repr=False)
     role_id: str | None = attrs.field(default=None, repr=False)
     secret_id: str | None = attrs.field(default=None, repr=False)

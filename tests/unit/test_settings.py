@@ -260,3 +260,32 @@ def test_a_long_malformed_value_is_shortened_in_the_message() -> None:
         Settings.from_env({"APP_NAME": "ok", "MYSQL_PORT": "9" * 500})
 
     assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CORS_ORIGINS", "http://admin:CorsPw123@localhost:3000"),
+        ("POSTGRES_HOST", "app:PgPw123@db"),
+        ("VAULT_ADDR", "ftp://admin:AddrPw123@vault"),
+    ],
+)
+def test_a_refused_value_is_quoted_without_the_password_of_its_login(
+    variable: str, value: str
+) -> None:
+    password = value.partition("@")[0].rpartition(":")[2]
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: value})
+
+    assert caught.value.variable == variable
+    assert ":***@" in str(caught.value)
+    assert password not in str(caught.value)
+    assert all(password not in str(arg) for arg in caught.value.args)
+
+
+def test_the_password_in_an_accepted_vault_address_stays_out_of_the_settings_repr() -> None:
+    settings = Settings.from_env({"VAULT_ADDR": "https://admin:AddrPw123@vault:8200"})
+
+    assert settings.vault.addr == "https://admin:AddrPw123@vault:8200"
+    assert "AddrPw123" not in repr(settings)
+    assert "https://admin:***@vault:8200" in repr(settings.vault)

@@ -7,9 +7,16 @@ a new field added to a secret in Vault must not become visible by accident.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 MASK = "***"
+
+# The password of a ``user:password@host`` userinfo, in a URL (``redis://:pw@h``) or alone
+# (``app:pw@db``, a host variable given a whole login). It runs to the last ``@`` before a space
+# or a quote, so a password holding ``@`` or ``/`` is hidden whole; what merely looks like one
+# (``host:port/path@x``) is hidden too, which costs a log reader a port, never a password.
+_USERINFO_PASSWORD = re.compile(r"(?:(?<=://)|(?<![^\s'\"=,;(\[]))([^\s:/@'\"]*):(?!//)[^\s'\"]+@")
 
 # Location and identity of a service: safe to show, needed to debug a connection.
 # ``url`` and ``dsn`` are deliberately absent, since they may embed a password.
@@ -58,3 +65,12 @@ def mask_value(key: str, value: object) -> str:
 def mask_secrets(data: Mapping[str, object]) -> dict[str, str]:
     """A copy of ``data`` with every key kept and every sensitive value replaced by MASK."""
     return {key: mask_value(key, value) for key, value in data.items()}
+
+
+def hide_userinfo_passwords(text: str) -> str:
+    """``text`` with the password of every ``user:password@`` login in it replaced by MASK
+    (``postgresql://app:***@db/x``), for the text of an error or a log line, which may quote a
+    DSN nobody registered as a secret."""
+    if "@" not in text:
+        return text
+    return _USERINFO_PASSWORD.sub(rf"\1:{MASK}@", text)

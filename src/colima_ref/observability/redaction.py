@@ -6,7 +6,9 @@ Two rules, applied by the `redact_secrets` structlog processor to every field, n
   value replaced by MASK. Masking's deny-by-default would hide every ordinary field (``path``,
   ``method``), so logs use a denylist of credential-looking names, among keys masking hides;
 - a value equal to a secret now loaded in this process is replaced by MASK, and a value that
-  contains one has that part replaced, wherever it sits (a DSN, a traceback, a stdlib message).
+  contains one has that part replaced, wherever it sits (a DSN, a traceback, a stdlib message);
+- the password of any ``user:password@`` login in a text is replaced by MASK, registered or not
+  (a library's error quoting the URL it was given, a DSN logged by mistake).
 
 Secrets are process-wide because logging is: the live CredentialSource registers what it loads
 through `register_secret`. Values stay registered after a rotation; hiding an old password does
@@ -21,11 +23,13 @@ import threading
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
-from colima_ref.domain.masking import MASK, is_sensitive
+from colima_ref.domain.masking import MASK, hide_userinfo_passwords, is_sensitive
 
 # A shorter value ("1", "true") would be found inside ordinary text, so it is redacted only where
 # a whole field equals it.
 MIN_CONTAINED_LENGTH = 6
+# The shortest text that can hold a login with a password: ``u:p@h``.
+_SHORTEST_LOGIN = 5
 
 _CREDENTIAL_KEY = re.compile(
     r"pass(?:word|wd|phrase)?|pwd|secret|token|api[-_]?key|access[-_]?key|private[-_]?key"
@@ -116,7 +120,7 @@ def redact_secrets(
     secrets = SECRETS
     exact = secrets.exact
     known_keys = _known_keys
-    # Keys of the text fields long enough to contain a secret, searched together below.
+    # Keys of the text fields long enough to hold a secret or a login, searched together below.
     searched: list[str] = []
     for key, value in event_dict.items():
         # The dict lookup inline: a call per field was most of this function's cost.
@@ -128,11 +132,10 @@ def redact_secrets(
                 event_dict[key] = MASK
         elif type(value) is str:
             # Most fields are short strings and most processes hold few secrets: stay cheap.
-            if exact:
-                if value in exact:
-                    event_dict[key] = MASK
-                elif len(value) >= MIN_CONTAINED_LENGTH:
-                    searched.append(key)
+            if exact and value in exact:
+                event_dict[key] = MASK
+            elif len(value) >= _SHORTEST_LOGIN:
+                searched.append(key)
         elif not isinstance(value, _PLAIN):
             event_dict[key] = _scrub(value, secrets)
     if searched:
@@ -144,14 +147,15 @@ def redact_secrets(
             if len(searched) == 1
             else _JOIN.join([event_dict[key] for key in searched])
         )
-        if secrets.found_in(joined):
+        if "@" in joined or secrets.found_in(joined):
             for key in searched:
                 event_dict[key] = _scrub_text(event_dict[key], secrets)
     return event_dict
 
 
 def redact_text(text: str) -> str:
-    """``text`` with every registered secret value replaced by ``***`` (a traceback, a message)."""
+    """``text`` with every registered secret value and every login's password replaced by
+    ``***`` (a traceback, a message)."""
     return _scrub_text(text, SECRETS)
 
 
@@ -178,8 +182,8 @@ def _scrub(value: object, secrets: SecretValues) -> object:
 def _scrub_text(text: str, secrets: SecretValues) -> str:
     if text in secrets.exact:
         return MASK
-    if not secrets.found_in(text):
-        return text
     pattern = secrets.pattern
     # None only if every secret was discarded since `found_in` looked.
-    return text if pattern is None else pattern.sub(MASK, text)
+    if pattern is not None and secrets.found_in(text):
+        text = pattern.sub(MASK, text)
+    return hide_userinfo_passwords(text)

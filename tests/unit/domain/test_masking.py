@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from colima_ref.domain.masking import (
     MASK,
     NON_SENSITIVE_KEYS,
+    hide_userinfo_passwords,
     is_sensitive,
     mask_secrets,
     mask_value,
@@ -114,3 +115,48 @@ def test_the_documented_postgres_secret_shows_everything_but_the_password() -> N
         "host": "postgres",
         "port": "5432",
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("redis://:RlPw12345@h:6379/0", "redis://:***@h:6379/0"),
+        ("postgresql://app:pw@db/x", "postgresql://app:***@db/x"),
+        (
+            "Unable to parse storage uri amqp://guest:guest@mq:5672/",
+            "Unable to parse storage uri amqp://guest:***@mq:5672/",
+        ),
+        ("app:PgPw123@db", "app:***@db"),
+        ("got 'http://admin:CorsPw123@localhost:3000'", "got 'http://admin:***@localhost:3000'"),
+        (
+            "a password with @ and / in it: u:p@s/s@host",
+            "a password with @ and / in it: u:***@host",
+        ),
+        ("dsn=mongodb://u:one@h,url=redis://:two@r", "dsn=mongodb://u:***@r"),
+    ],
+)
+def test_the_password_of_a_login_in_a_text_is_hidden(text: str, shown: str) -> None:
+    assert hide_userinfo_passwords(text) == shown
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["redis://cache:6379/0", "mail dev@example.com", "http://vault:8200/v1/sys/health", "no login"],
+)
+def test_a_text_without_a_login_is_left_as_it_is(text: str) -> None:
+    assert hide_userinfo_passwords(text) == text
+
+
+@given(
+    user=st.text(alphabet="abcdefghij_-.", max_size=8),
+    password=st.text(
+        alphabet=st.characters(
+            blacklist_categories=("Zs", "Cc"), blacklist_characters="'\"\\x85\\u2028\\u2029"
+        ),
+        min_size=1,
+    ).map(lambda text: "\x01" + text),
+    scheme=st.sampled_from(["redis://", "postgresql://", "amqp://", "mongodb+srv://", ""]),
+)
+def test_no_password_survives_in_a_login(user: str, password: str, scheme: str) -> None:
+    text = f"error: {scheme}{user}:{password}@host:1/x"
+    assert "\x01" not in hide_userinfo_passwords(text)

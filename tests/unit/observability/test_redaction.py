@@ -163,3 +163,17 @@ async def test_credential_source_registers_the_sensitive_values_it_loads() -> No
         assert redact(event=f"login {user}:{password}")["event"] == f"login {user}:{MASK}"
     finally:
         SECRETS.discard([password])
+
+
+def test_the_password_of_an_unregistered_login_in_any_text_field_is_hidden() -> None:
+    line = redact(
+        request_id="abc",
+        detail="could not connect to postgresql://app:Unregistered9@db:5432/x",
+        nested={"urls": ["redis://:AlsoUnregistered@cache:6379/0"]},
+    )
+
+    assert line == {
+        "request_id": "abc",
+        "detail": "could not connect to postgresql://app:***@db:5432/x",
+        "nested": {"urls": ["redis://:***@cache:6379/0"]},
+    }
