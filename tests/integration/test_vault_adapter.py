@@ -32,6 +32,7 @@ from colima_ref.domain.errors import (
     ResourceNotFoundError,
     VaultUnavailableError,
 )
+from colima_ref.domain.masking import mask_secrets
 
 pytestmark = [pytest.mark.vault, pytest.mark.integration]
 
@@ -495,3 +496,23 @@ async def test_closing_the_store_stops_its_token_renewal(shared_vault: DevVault)
 
     assert len(while_open) == 1
     assert renewals() == []
+
+
+async def test_a_nested_secret_gives_one_field_per_value_so_none_escapes_masking(
+    shared_vault: DevVault, root_store: VaultSecretStore
+) -> None:
+    shared_vault.put(
+        "nested",
+        {"user": "app", "database": {"name": "x", "password": "NestedPw123"}, "hosts": ["a", "b"]},
+    )
+
+    secret = await root_store.read("nested")
+
+    assert secret.data == {
+        "user": "app",
+        "database.name": "x",
+        "database.password": "NestedPw123",
+        "hosts.0": "a",
+        "hosts.1": "b",
+    }
+    assert "NestedPw123" not in str(mask_secrets(secret.data))

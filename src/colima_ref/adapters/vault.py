@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Final, TypeVar
 
 import attrs
@@ -196,7 +196,8 @@ class VaultSecretStore:
         self._client.adapter.close()
 
     async def read(self, path: str) -> Secret:
-        """The latest version of the secret at ``path`` (under the prefix), every value as text."""
+        """The latest version of the secret at ``path`` (under the prefix), every value as text
+        (nested ones under their dotted paths: `text_fields`)."""
         return await through(self._breaker, self._read, path, operation="read")
 
     async def _read(self, path: str) -> Secret:
@@ -207,8 +208,7 @@ class VaultSecretStore:
             ),
             path=path,
         )
-        data = response["data"]["data"]
-        return Secret(path=path, data={str(key): str(value) for key, value in data.items()})
+        return Secret(path=path, data=dict(text_fields(response["data"]["data"])))
 
     async def check(self) -> ServiceHealth:
         """Vault's /sys/health; sealed or uninitialised is unhealthy.
@@ -338,6 +338,21 @@ class VaultSecretStore:
             increment=int(data.get("creation_ttl") or data["ttl"]),
             generation=self._generation,
         )
+
+
+def text_fields(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Each value of a KV secret as text under its key. A nested object or list gives one field
+    per value under its dotted path (``database.password``, ``hosts.0``), so that masking judges
+    each by its own name: the text of a whole object under a harmless key (``database``) would
+    show every value in it, its password too."""
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from text_fields(value, f"{name}.")
+        elif isinstance(value, list):
+            yield from text_fields({str(i): item for i, item in enumerate(value)}, f"{name}.")
+        else:
+            yield name, str(value)
 
 
 def _unavailable(reason: str, exc: BaseException) -> VaultUnavailableError:
