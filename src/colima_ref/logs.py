@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime
+import functools
 import logging
 import sys
 import time
@@ -17,13 +17,26 @@ from colima_ref.observability.line_sink import LineSink
 from colima_ref.observability.redaction import redact_secrets
 
 _HANDLER_NAME = "colima_ref"
-# What structlog's add_log_level writes for each stdlib level.
+# The line's own fields are the specification's (python-json-logger's): asctime, name,
+# levelname and message.
+# What `write_line` hands redaction as the method name, for each stdlib level.
 _METHOD_NAMES = {
     logging.DEBUG: "debug",
     logging.INFO: "info",
     logging.WARNING: "warning",
     logging.ERROR: "error",
     logging.CRITICAL: "critical",
+}
+# structlog's method names as stdlib level names ("warn" and "exception" are aliases).
+_LEVEL_NAMES = {
+    "debug": "DEBUG",
+    "info": "INFO",
+    "warning": "WARNING",
+    "warn": "WARNING",
+    "error": "ERROR",
+    "exception": "ERROR",
+    "critical": "CRITICAL",
+    "fatal": "CRITICAL",
 }
 _DEFAULT_LOGGER_NAME = "colima_ref"
 
@@ -85,19 +98,45 @@ class _SinkHandler(logging.Handler):
             self.handleError(record)
 
 
-def _add_timestamp(_logger: object, _method_name: str, event_dict: EventDict) -> EventDict:
-    # The datetime itself: orjson writes it as ISO 8601 with a Z (``OPT_UTC_Z``), the text
-    # TimeStamper(fmt="iso", utc=True) made in Python for 1.9 us a line.
-    event_dict["timestamp"] = datetime.datetime.now(tz=datetime.UTC)
+@functools.lru_cache(maxsize=4)
+def _utc_second(whole_seconds: int) -> str:
+    # The lines of one batch mostly share their second: formatted once, not once a line.
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(whole_seconds))
+
+
+def asctime(created: float) -> str:
+    """``created`` (a ``time.time()``) as logging's asctime, in UTC: ``2025-10-27 12:34:56,789``."""
+    whole = int(created)
+    return f"{_utc_second(whole)},{int((created - whole) * 1000):03d}"
+
+
+def _add_asctime(_logger: object, _method_name: str, event_dict: EventDict) -> EventDict:
+    record = event_dict.get("_record")
+    event_dict["asctime"] = asctime(time.time() if record is None else record.created)
+    return event_dict
+
+
+def _add_levelname(_logger: object, method_name: str, event_dict: EventDict) -> EventDict:
+    record = event_dict.get("_record")
+    if record is not None:
+        event_dict["levelname"] = record.levelname
+    else:
+        event_dict["levelname"] = _LEVEL_NAMES.get(method_name) or method_name.upper()
+    return event_dict
+
+
+def _add_name(logger: Any, _method_name: str, event_dict: EventDict) -> EventDict:
+    record = event_dict.get("_record")
+    event_dict["name"] = logger.name if record is None else record.name
     return event_dict
 
 
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.stdlib.add_logger_name,
-        _add_timestamp,
+        _add_asctime,
+        _add_name,
+        _add_levelname,
     ]
 
 
@@ -124,12 +163,13 @@ def write_line(logger_name: str, level: int, message: str, fields: dict[str, Any
     written on every request. ``fields`` becomes the line: the caller hands it over.
 
     Once `configure_logging` is in force, the line is the one structlog's chain would write for
-    the same call (level, logger, timestamp, ``message``, redaction, orjson) without running
+    the same call (asctime, name, levelname, ``message``, redaction, orjson) without running
     the chain. The call only keeps ``fields`` and the time (`LineSink.gather`); the line is
     rendered with the others of the next 50 ms and written with them in one system call. Bound
     context variables are not merged in, so ``fields`` must carry everything the line needs,
-    and ``fields`` must not hold exc_info or stack_info. Under any other structlog
-    configuration (another app's, ``capture_logs`` in a test) it is an ordinary structlog call.
+    and ``fields`` must not hold exc_info, stack_info or the four names above. Under any other
+    structlog configuration (another app's, ``capture_logs`` in a test) it is an ordinary
+    structlog call.
     """
     configuration = _configuration
     current = structlog.get_config()
@@ -147,19 +187,22 @@ def write_line(logger_name: str, level: int, message: str, fields: dict[str, Any
 
 def _render_deferred(entry: _Deferred) -> bytes:
     logger_name, method, message, fields, created = entry
-    # The caller's values only: the four added below are ours and hold no secret.
+    # The caller's values only: the four put first below are ours and hold no secret.
     redact_secrets(None, method, fields)
-    fields["level"] = method
-    fields["logger"] = logger_name
-    fields["timestamp"] = datetime.datetime.fromtimestamp(created, tz=datetime.UTC)
-    fields["message"] = message
+    line = {
+        "asctime": asctime(created),
+        "name": logger_name,
+        "levelname": _LEVEL_NAMES[method],
+        "message": message,
+        **fields,
+    }
     try:
-        return orjson.dumps(fields, default=repr, option=_ORJSON_OPTIONS)
+        return orjson.dumps(line, default=repr, option=_ORJSON_OPTIONS)
     except orjson.JSONEncodeError:
         # Rendered in a batch, so an unencodable value (an int past 64 bits) must not take the
         # other lines with it: the line is written with every such value as its repr.
         return orjson.dumps(
-            {key: _encodable(value) for key, value in fields.items()},
+            {key: _encodable(value) for key, value in line.items()},
             default=repr,
             option=_ORJSON_OPTIONS,
         )

@@ -5,6 +5,7 @@ import datetime
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 import structlog
 
-from colima_ref.logs import configure_logging, write_line
+from colima_ref.logs import asctime, configure_logging, write_line
 from colima_ref.observability.line_sink import FLUSH_INTERVAL
 
 
@@ -35,7 +36,16 @@ def lines(stream: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
-def test_a_structlog_line_is_json_with_level_message_timestamp_logger_and_request_id(
+# logging's asctime, as the specification's example shows it: 2025-10-27 12:34:56,789
+ASCTIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}")
+
+
+def parsed_asctime(text: str) -> datetime.datetime:
+    when = datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f")
+    return when.replace(tzinfo=datetime.UTC)
+
+
+def test_a_structlog_line_is_json_with_the_specifications_fields_and_request_id(
     stream: io.StringIO,
 ) -> None:
     configure_logging("INFO", stream=stream)
@@ -45,12 +55,12 @@ def test_a_structlog_line_is_json_with_level_message_timestamp_logger_and_reques
 
     [line] = lines(stream)
     assert line["message"] == "cache hit"
-    assert line["level"] == "info"
-    assert line["logger"] == "colima_ref.http"
+    assert line["levelname"] == "INFO"
+    assert line["name"] == "colima_ref.http"
     assert line["request_id"] == "req-1"
     assert line["key"] == "k1"
-    assert line["timestamp"].endswith("Z")
-    assert "event" not in line
+    assert ASCTIME.fullmatch(line["asctime"])
+    assert not {"event", "level", "logger", "timestamp"} & set(line)
 
 
 def test_a_stdlib_line_goes_through_the_same_renderer(stream: io.StringIO) -> None:
@@ -61,10 +71,10 @@ def test_a_stdlib_line_goes_through_the_same_renderer(stream: io.StringIO) -> No
 
     [line] = lines(stream)
     assert line["message"] == "retrying read in 2 s"
-    assert line["level"] == "warning"
-    assert line["logger"] == "hvac.adapters"
+    assert line["levelname"] == "WARNING"
+    assert line["name"] == "hvac.adapters"
     assert line["request_id"] == "req-2"
-    assert line["timestamp"].endswith("Z")
+    assert ASCTIME.fullmatch(line["asctime"])
 
 
 def test_a_stdlib_exception_is_rendered_as_a_traceback_string(stream: io.StringIO) -> None:
@@ -76,7 +86,7 @@ def test_a_stdlib_exception_is_rendered_as_a_traceback_string(stream: io.StringI
         logging.getLogger("psycopg").exception("query failed")
 
     [line] = lines(stream)
-    assert line["level"] == "error"
+    assert line["levelname"] == "ERROR"
     assert "RuntimeError: boom" in line["exception"]
 
 
@@ -96,7 +106,7 @@ def test_uvicorn_access_lines_are_not_written(stream: io.StringIO) -> None:
     logging.getLogger("uvicorn.access").info('127.0.0.1 - "GET / HTTP/1.1" 200')
     logging.getLogger("uvicorn.error").info("Started server process")
 
-    assert [line["logger"] for line in lines(stream)] == ["uvicorn.error"]
+    assert [line["name"] for line in lines(stream)] == ["uvicorn.error"]
 
 
 def test_configuring_twice_writes_each_stdlib_record_once(stream: io.StringIO) -> None:
@@ -130,16 +140,18 @@ def log_file(stream: io.StringIO, tmp_path: Path) -> Iterator[Path]:
 async def test_a_request_line_keeps_the_time_of_its_call_though_rendered_later(
     log_file: Path,
 ) -> None:
+    before = datetime.datetime.now(tz=datetime.UTC).replace(microsecond=0)
     write_line("colima_ref.http", logging.INFO, "HTTP request completed", {"path": "/x"})
     called = datetime.datetime.now(tz=datetime.UTC)
     await asyncio.sleep(FLUSH_INTERVAL * 3)
 
     [line] = file_lines(log_file)
+    assert list(line)[:4] == ["asctime", "name", "levelname", "message"]
     assert line["message"] == "HTTP request completed"
     assert line["path"] == "/x"
-    assert line["level"] == "info"
-    assert line["logger"] == "colima_ref.http"
-    assert datetime.datetime.fromisoformat(line["timestamp"]) <= called
+    assert line["levelname"] == "INFO"
+    assert line["name"] == "colima_ref.http"
+    assert before <= parsed_asctime(line["asctime"]) <= called
 
 
 async def test_an_unencodable_value_costs_only_its_own_field_not_the_batch(
@@ -154,3 +166,32 @@ async def test_an_unencodable_value_costs_only_its_own_field_not_the_batch(
     assert (first["n"], third["n"]) == (1, 3)
     assert huge["n"] == repr(2**70)
     assert huge["path"] == "/y"
+
+
+@pytest.mark.parametrize(
+    ("created", "shown"),
+    [
+        (1761568496.789, "2025-10-27 12:34:56,789"),
+        (1761568496.0, "2025-10-27 12:34:56,000"),
+        (1761568499.9996, "2025-10-27 12:34:59,999"),
+    ],
+)
+def test_asctime_is_loggings_format_in_utc_with_milliseconds(created: float, shown: str) -> None:
+    assert asctime(created) == shown
+
+
+async def test_a_request_line_and_a_structlog_line_carry_the_same_own_fields(
+    log_file: Path,
+) -> None:
+    write_line("colima_ref.http", logging.WARNING, "fast", {"path": "/x"})
+    structlog.get_logger("colima_ref.http").warning("chained", path="/x")
+    await asyncio.sleep(FLUSH_INTERVAL * 3)
+
+    fast, chained = file_lines(log_file)
+    for line in (fast, chained):
+        assert {key: line[key] for key in ("name", "levelname", "path")} == {
+            "name": "colima_ref.http",
+            "levelname": "WARNING",
+            "path": "/x",
+        }
+    assert set(fast) == set(chained) == {"asctime", "name", "levelname", "message", "path"}
