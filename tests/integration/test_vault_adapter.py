@@ -33,6 +33,7 @@ from colima_ref.domain.errors import (
     VaultUnavailableError,
 )
 from colima_ref.domain.masking import mask_secrets
+from colima_ref.observability.redaction import redact_text
 
 pytestmark = [pytest.mark.vault, pytest.mark.integration]
 
@@ -411,10 +412,13 @@ async def test_approle_logs_in_and_reads(shared_vault: DevVault) -> None:
         addr=shared_vault.addr, role_id=role.role_id, secret_id=role.secret_id
     ) as store:
         secret = await store.read("postgres")
+        # The token the login gave: the store exposes it nowhere else.
+        client_token = store._client.token
 
     assert secret.data["user"] == "app"
     assert role.secret_id not in repr(store)
     assert len(approle_token_accessors(shared_vault, role)) == 1
+    assert redact_text(f"token {client_token}") == "token ***"
 
 
 async def test_twenty_concurrent_refusals_cause_one_approle_login(shared_vault: DevVault) -> None:

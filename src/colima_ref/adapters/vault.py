@@ -26,6 +26,7 @@ from colima_ref.domain.errors import (
     VaultUnavailableError,
 )
 from colima_ref.domain.models import Secret, ServiceHealth
+from colima_ref.observability.redaction import register_secret
 
 T = TypeVar("T")
 
@@ -166,6 +167,9 @@ class VaultSecretStore:
         auth = auth_from(
             token=token, role_id=role_id, secret_id=secret_id, approle_mount=approle_mount
         )
+        # Whatever logs in to Vault is hidden from every log line from now on, like the
+        # passwords read with it: a traceback or a driver message must not show it.
+        register_secret(*(value for value in (token, role_id, secret_id) if value))
         # An explicit "" stops hvac from reading VAULT_TOKEN behind an AppRole configuration.
         client_token = auth.token if isinstance(auth, TokenAuth) else ""
         client = _hvac_client(addr, client_token, request_timeout)
@@ -278,6 +282,7 @@ class VaultSecretStore:
                 )
             )
             self._client.token = response["auth"]["client_token"]
+            register_secret(self._client.token)
             self._generation += 1
             log.info("vault.approle.login", generation=self._generation)
 
