@@ -17,16 +17,8 @@ from colima_ref.observability.line_sink import LineSink
 from colima_ref.observability.redaction import redact_secrets
 
 _HANDLER_NAME = "colima_ref"
-# The line's own fields are the specification's (python-json-logger's): asctime, name,
+# Every line's own fields are the specification's (python-json-logger's): asctime, name,
 # levelname and message.
-# What `write_line` hands redaction as the method name, for each stdlib level.
-_METHOD_NAMES = {
-    logging.DEBUG: "debug",
-    logging.INFO: "info",
-    logging.WARNING: "warning",
-    logging.ERROR: "error",
-    logging.CRITICAL: "critical",
-}
 # structlog's method names as stdlib level names ("warn" and "exception" are aliases).
 _LEVEL_NAMES = {
     "debug": "DEBUG",
@@ -182,17 +174,18 @@ def write_line(logger_name: str, level: int, message: str, fields: dict[str, Any
         return
     if level < configuration.level:
         return
-    configuration.sink.gather((logger_name, _METHOD_NAMES[level], message, fields, time.time()))
+    levelname = logging.getLevelName(level)
+    configuration.sink.gather((logger_name, levelname, message, fields, time.time()))
 
 
 def _render_deferred(entry: _Deferred) -> bytes:
-    logger_name, method, message, fields, created = entry
+    logger_name, levelname, message, fields, created = entry
     # The caller's values only: the four put first below are ours and hold no secret.
-    redact_secrets(None, method, fields)
+    redact_secrets(None, levelname, fields)
     line = {
         "asctime": asctime(created),
         "name": logger_name,
-        "levelname": _LEVEL_NAMES[method],
+        "levelname": levelname,
         "message": message,
         **fields,
     }

@@ -182,8 +182,8 @@ def _scrub(value: object, secrets: SecretValues) -> object:
 def _scrub_text(text: str, secrets: SecretValues) -> str:
     if text in secrets.exact:
         return MASK
+    # Read before `found_in`: None when no secret is long enough to be searched for.
     pattern = secrets.pattern
-    # None only if every secret was discarded since `found_in` looked.
     if pattern is not None and secrets.found_in(text):
         text = pattern.sub(MASK, text)
     return hide_userinfo_passwords(text)
