@@ -61,6 +61,11 @@ async def rabbitmqctl_async(*args: str) -> None:
     assert await process.wait() == 0
 
 
+def cli_safe_password() -> str:
+    """A random password rabbitmqctl takes as an argument: one led by '-' reads as an option."""
+    return "p" + secrets.token_urlsafe(16)
+
+
 @attrs.define
 class Account:
     """A private vhost and user on the shared broker."""
@@ -73,7 +78,7 @@ class Account:
         return {"user": self.user, "password": password or self.password, "vhost": self.vhost}
 
     def rotate(self) -> str:
-        self.password = secrets.token_urlsafe(16)
+        self.password = cli_safe_password()
         rabbitmqctl("change_password", self.user, self.password)
         return self.password
 
@@ -98,7 +103,7 @@ def account() -> Iterator[Account]:
     if shutil.which("rabbitmqctl") is None:
         skip_or_fail("rabbitmqctl is not installed; it provisions the test vhost")
     name = f"colima_test_{uuid.uuid4().hex[:12]}"
-    account = Account(user=name, vhost=name, password=secrets.token_urlsafe(16))
+    account = Account(user=name, vhost=name, password=cli_safe_password())
     try:
         rabbitmqctl("add_vhost", account.vhost)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
