@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
@@ -14,6 +14,7 @@ from colima_ref.adapters import memory
 from colima_ref.adapters.breaker import BreakerRecorder, breakers_for
 from colima_ref.domain.errors import ConfigurationError
 from colima_ref.http.app import create_app
+from colima_ref.http.middleware.response_cache import VAULT_RESPONSES
 from colima_ref.observability.metrics import Metrics
 from colima_ref.ports.services import SERVICE_NAMES, Services
 from colima_ref.settings import Settings, SettingsError
@@ -23,12 +24,15 @@ log = structlog.get_logger(__name__)
 
 @asynccontextmanager
 async def open_services(
-    settings: Settings, recorder: BreakerRecorder | None = None
+    settings: Settings,
+    recorder: BreakerRecorder | None = None,
+    on_rotated: Callable[[str], None] | None = None,
 ) -> AsyncIterator[Services]:
     """Open the backend ``settings.backend`` names, yield its Services, close it on exit.
 
     Every service gets a circuit breaker as ``settings.circuit_breaker`` says, reporting its
-    failures and transitions to ``recorder`` (the app's Metrics).
+    failures and transitions to ``recorder`` (the app's Metrics). ``on_rotated(path)`` hears of
+    each credential the live adapters find changed in Vault (the in-memory ones never rotate).
 
     A live backend is never replaced by memory. It opens while any of its services (Vault
     included) is down: every adapter connects on first use, so the app starts degraded, answers
@@ -44,13 +48,15 @@ async def open_services(
             fail_max=breaker.fail_max, reset_timeout=breaker.reset_timeout, recorder=recorder
         )
         return
-    async with _open_live(settings, recorder) as services:
+    async with _open_live(settings, recorder, on_rotated) as services:
         yield services
 
 
 @asynccontextmanager
 async def _open_live(
-    settings: Settings, recorder: BreakerRecorder | None
+    settings: Settings,
+    recorder: BreakerRecorder | None,
+    on_rotated: Callable[[str], None] | None,
 ) -> AsyncIterator[Services]:
     # Imported here, not at the top: the drivers behind them (psycopg, pymongo, hvac with
     # requests, asyncmy, aiormq) hold about 15 MB of a process that the memory backend spares.
@@ -86,7 +92,7 @@ async def _open_live(
                 breaker=breakers["vault"],
             )
         )
-        creds = CredentialSource(secrets, ttl=limits.credential_ttl)
+        creds = CredentialSource(secrets, ttl=limits.credential_ttl, on_rotated=on_rotated)
         postgres = await stack.enter_async_context(
             PostgresDatabase.open(
                 host=settings.postgres.host,
@@ -176,11 +182,21 @@ def build_app(settings: Settings) -> Starlette:
     if settings.backend == "live":
         _check_vault_login(settings)
     metrics = Metrics(name=settings.app_name, version=__version__)
-    return create_app(lambda: _serving(settings, metrics), settings, metrics=metrics)
+
+    def credential_rotated(_path: str) -> None:
+        # The Vault routes may have cached the old user or host for minutes.
+        app.state.response_cache.invalidate_soon(VAULT_RESPONSES)
+
+    app = create_app(
+        lambda: _serving(settings, metrics, credential_rotated), settings, metrics=metrics
+    )
+    return app
 
 
 @asynccontextmanager
-async def _serving(settings: Settings, metrics: Metrics) -> AsyncIterator[Services]:
+async def _serving(
+    settings: Settings, metrics: Metrics, on_rotated: Callable[[str], None]
+) -> AsyncIterator[Services]:
     """`open_services`, with what exists once it is open kept out of the garbage collector's
     full passes until it closes.
 
@@ -190,7 +206,7 @@ async def _serving(settings: Settings, metrics: Metrics) -> AsyncIterator[Servic
     they are skipped; what requests create is still collected as before. Unfrozen on the way
     out, so an app built and closed in a longer-lived process (a test) leaks nothing.
     """
-    async with open_services(settings, metrics) as services:
+    async with open_services(settings, metrics, on_rotated) as services:
         gc.collect()
         gc.freeze()
         try:

@@ -14,6 +14,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,6 +130,8 @@ def rotation(
     env = {
         **devstack,
         **QUIET,
+        # On, so that a rotation is seen to drop the cached Vault answers.
+        "RESPONSE_CACHE_ENABLED": "true",
         "VAULT_PATH_PREFIX": folder.prefix,
         "POSTGRES_PORT": str(postgres_server.port),
     }
@@ -173,3 +176,26 @@ def test_a_mariadb_password_rotated_in_the_server_and_vault_serves_the_next_requ
     response = rotation.server.get(path)
     assert response.status_code == 200, response.text
     assert new_password not in rotation.server.stdout + rotation.server.stderr
+
+
+def test_a_rotation_found_by_a_login_drops_the_cached_vault_answers(
+    rotation: Rotation, mysql_user: MariaDbUser
+) -> None:
+    path = "/examples/vault/secret/mysql"
+    rotation.server.get(path)
+    assert rotation.server.get(path).headers["X-Cache"] == "HIT"
+    new_password = secrets.token_urlsafe(18)
+
+    mysql_user.rotate(new_password)
+    rotation.folder.write("mysql", {**mysql_user.secret(new_password), "host": "mariadb-2"})
+    assert rotation.server.get("/examples/database/mysql/query").status_code == 200
+
+    # The login that found the rotation invalidates in a task of its own: give it a moment.
+    deadline = time.monotonic() + 5
+    while (answer := rotation.server.get(path)).headers["X-Cache"] == "HIT":
+        assert time.monotonic() < deadline, "the cached answer outlived the rotation"
+        time.sleep(0.05)
+    assert answer.json()["data"]["host"] == "mariadb-2"
+    assert answer.json()["data"]["password"] == "***"
+    metrics = rotation.server.get("/metrics").text
+    assert 'cache_invalidations_total{pattern="cache:/examples/vault/*"}' in metrics

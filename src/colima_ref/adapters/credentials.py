@@ -28,12 +28,18 @@ class CredentialSource:
     Concurrent misses for one path share a single read. ``get`` raises whatever the store raises
     (ResourceNotFoundError, VaultUnavailableError...); a failed read is not cached.
     Adapters call ``invalidate`` when a login is refused, so the next ``get`` sees a new password.
+    ``on_rotated(path)`` is called when a read of ``path`` differs from the one before it.
     """
 
     _store: SecretStore = attrs.field(alias="store")
     ttl: float = 300.0
     _clock: Callable[[], float] = attrs.field(default=time.monotonic, alias="clock", repr=False)
+    _on_rotated: Callable[[str], None] | None = attrs.field(
+        default=None, alias="on_rotated", repr=False
+    )
     _cache: dict[str, _Entry] = attrs.field(factory=dict, init=False, repr=False)
+    # A hash per path, not the secret: what is compared outlives the cache entry it came from.
+    _fingerprints: dict[str, int] = attrs.field(factory=dict, init=False, repr=False)
     _flights: dict[str, asyncio.Task[Secret]] = attrs.field(factory=dict, init=False, repr=False)
 
     async def get(self, path: str) -> Secret:
@@ -78,3 +84,11 @@ class CredentialSource:
             # A read invalidated while in flight may predate a rotation: hand it out, never keep it.
             if current:
                 self._cache[path] = _Entry(secret, self._clock() + self.ttl)
+                self._compare(path, secret)
+
+    def _compare(self, path: str, secret: Secret) -> None:
+        fingerprint = hash(frozenset(secret.data.items()))
+        before = self._fingerprints.get(path)
+        self._fingerprints[path] = fingerprint
+        if before is not None and before != fingerprint and self._on_rotated is not None:
+            self._on_rotated(path)

@@ -17,13 +17,14 @@ from colima_ref.http import docs
 from colima_ref.http.errors import exception_handlers
 from colima_ref.http.indexed_router import IndexedRouter
 from colima_ref.http.middleware.cors import cors_middleware
+from colima_ref.http.middleware.near_cache import NearCache
 from colima_ref.http.middleware.rate_limit import RateLimitMiddleware
 from colima_ref.http.middleware.request_context import (
     RequestContextMiddleware,
     noting_error_types,
 )
 from colima_ref.http.middleware.request_validation import RequestValidationMiddleware
-from colima_ref.http.middleware.response_cache import ResponseCacheMiddleware
+from colima_ref.http.middleware.response_cache import CachedResponses, ResponseCacheMiddleware
 from colima_ref.http.readiness import Readiness
 from colima_ref.http.report_bodies import ReportBodies
 from colima_ref.http.routes import cache, database, health, messaging, metrics, redis, root, vault
@@ -59,7 +60,9 @@ class _OutermostMiddlewareStarlette(Starlette):
         return app
 
 
-def _middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
+def _middleware(
+    settings: Settings, metrics: Metrics, responses: CachedResponses
+) -> list[Middleware]:
     """The whole middleware stack, outermost first.
 
     Everything sits inside the request context, which also records the HTTP metrics, so that
@@ -90,10 +93,9 @@ def _middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
         stack.append(
             Middleware(
                 ResponseCacheMiddleware,
-                near_ttl=settings.response_cache_near_ttl,
                 on_hit=metrics.cache_hit,
                 on_miss=metrics.cache_miss,
-                on_invalidated=metrics.cache_invalidated,
+                responses=responses,
             )
         )
     return stack
@@ -125,27 +127,38 @@ def create_app(
 
     ``metrics`` is where everything records; the composition root passes the one its adapters
     record into. Without it the app gets a registry of its own.
+
+    ``app.state.response_cache`` (CachedResponses) drops cached answers while the app serves:
+    ``await app.state.response_cache.invalidate("cache:/examples/vault/*")``.
     """
     recorder = metrics or Metrics(name=settings.app_name, version=__version__)
     routes = _routes()
     readiness = Readiness()
+    near_ttl = settings.response_cache_near_ttl
+    responses = CachedResponses(
+        near=NearCache(ttl=near_ttl) if settings.response_cache_enabled and near_ttl > 0 else None,
+        on_invalidated=recorder.cache_invalidated,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with open_services() as services:
+            responses.bind(services.cache)
             readiness.phase = "ready"
             try:
                 yield {"services": services, "settings": settings, "metrics": recorder}
             finally:
                 readiness.phase = "draining"
+                await responses.close()
 
     app = _OutermostMiddlewareStarlette(
-        outermost=_middleware(settings, recorder),
+        outermost=_middleware(settings, recorder, responses),
         routes=routes,
         exception_handlers=noting_error_types(exception_handlers(debug=settings.debug)),
         lifespan=lifespan,
     )
     app.state.readiness = readiness
+    app.state.response_cache = responses
     app.state.probe_runs = ProbeRuns()
     app.state.report_bodies = ReportBodies()
     return app

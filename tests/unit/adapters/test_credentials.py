@@ -137,6 +137,30 @@ async def test_invalidate_makes_the_next_get_see_a_rotated_password() -> None:
     assert (await source.get("postgres")).data["password"] == "rotated-password"
 
 
+async def test_only_a_read_that_differs_from_the_one_before_is_reported_as_a_rotation() -> None:
+    store = gated_store({"mysql": POSTGRES})
+    clock = ManualClock()
+    rotated: list[str] = []
+    source = CredentialSource(store, ttl=300, clock=clock, on_rotated=rotated.append)
+    await source.get("postgres")
+    await source.get("mysql")
+    source.invalidate("postgres")
+    await source.get("postgres")
+    assert rotated == []
+
+    store.inner.put("postgres", {**POSTGRES, "user": "app_v2", "password": "rotated-password"})
+    source.invalidate("postgres")
+    await source.get("postgres")
+    assert rotated == ["postgres"]
+
+    # A rotation found when the TTL runs out, with no refused login, counts too.
+    store.inner.put("mysql", {**POSTGRES, "host": "db2"})
+    clock.now += 300
+    await source.get("mysql")
+    await source.get("postgres")
+    assert rotated == ["postgres", "mysql"]
+
+
 async def test_a_read_invalidated_in_flight_is_answered_but_not_cached() -> None:
     """A read that began before a rotation must not pin the old password for a whole TTL."""
     store = gated_store()

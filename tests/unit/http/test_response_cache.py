@@ -18,8 +18,13 @@ from starlette.testclient import TestClient
 from starlette.types import Message
 
 from colima_ref.adapters import memory
+from colima_ref.adapters.memory import InMemorySecretStore
 from colima_ref.adapters.memory.cache import InMemoryCache
-from colima_ref.http.middleware.response_cache import ResponseCacheMiddleware, cache_key
+from colima_ref.http.middleware.response_cache import (
+    VAULT_RESPONSES,
+    ResponseCacheMiddleware,
+    cache_key,
+)
 from colima_ref.ports.services import Services
 
 SECRET = "/examples/vault/secret/postgres"
@@ -344,3 +349,23 @@ def test_a_near_hit_carries_the_same_headers_as_a_shared_hit(make_client: Any) -
     assert [r.headers["content-type"] for r in shared_or_near] == ["application/json"] * 2
     assert all(r.headers["content-length"] == str(len(r.content)) for r in shared_or_near)
     assert all("x-request-id" in r.headers for r in shared_or_near)
+
+
+def test_the_app_drops_cached_vault_answers_on_request_and_counts_the_pattern(
+    make_client: Any,
+) -> None:
+    services = memory.services()
+    client: TestClient = make_client(services)
+    client.get(SECRET)
+    assert client.get(SECRET).headers["X-Cache"] == "HIT"  # now near and shared
+    store = services.secrets
+    assert isinstance(store, InMemorySecretStore)
+    store.put("postgres", {"user": "app_v2", "password": "rotated", "host": "db2"})
+
+    deleted = client.portal.call(client.app.state.response_cache.invalidate, VAULT_RESPONSES)
+    after = client.get(SECRET)
+
+    assert deleted == 1
+    assert after.headers["X-Cache"] == "MISS"
+    assert after.json()["data"] == {"user": "app_v2", "password": "***", "host": "db2"}
+    assert _sample(client, "cache_invalidations_total", {"pattern": VAULT_RESPONSES}) == 1

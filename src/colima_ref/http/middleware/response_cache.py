@@ -36,6 +36,9 @@ DEFAULT_TTLS: Mapping[str, int] = {
     "/health/all": 30,
 }
 CACHE_HEADER = "X-Cache"
+# What a rotated credential may make stale: the Vault routes show a secret's harmless fields
+# (user, host, port...) in clear. All of them, because a long key keeps only its route.
+VAULT_RESPONSES = f"{NAMESPACE}/examples/vault/*"
 
 # Cache outages: the port's errors, plus our own timeout around each call.
 _OUTAGE = (ServiceUnavailableError, OperationTimeoutError, TimeoutError)
@@ -97,6 +100,59 @@ class CachedResponse:
         await send({"type": "http.response.body", "body": self.body})
 
 
+@attrs.define
+class CachedResponses:
+    """The answers the response cache keeps, as the app drops them: ``app.state.response_cache``.
+
+    They live in two places: the shared cache (the services' ``cache``, bound while the app's
+    lifespan runs) and this process's near copies. ``invalidate`` empties both of what matches.
+    """
+
+    near: NearCache[CachedResponse] | None = None
+    on_invalidated: Callable[[str], None] = _ignore
+    _cache: Cache | None = attrs.field(default=None, init=False, repr=False)
+    _pending: set[asyncio.Task[int]] = attrs.field(factory=set, init=False, repr=False)
+
+    def bind(self, cache: Cache) -> None:
+        """Use ``cache`` as the shared cache from now on (the lifespan binds the services' one)."""
+        self._cache = cache
+
+    async def close(self) -> None:
+        """Finish the invalidations in flight and let go of the shared cache."""
+        if self._pending:
+            await asyncio.gather(*self._pending)
+        self._cache = None
+
+    async def invalidate(self, pattern: str, cache: Cache | None = None) -> int:
+        """Delete the cached responses whose keys match the glob ``pattern`` (``cache:/health/*``).
+
+        Returns how many went from the shared cache (``cache``, or the bound one); 0 when it is
+        down or none is bound, since what it holds then expires anyway. This process's near
+        copies go in any case. Counted by pattern when the shared cache took the deletion.
+        """
+        if self.near is not None:
+            self.near.discard_matching(pattern)
+        shared = cache or self._cache
+        if shared is None:
+            return 0
+        try:
+            async with asyncio.timeout(CACHE_CALL_TIMEOUT):
+                deleted = await shared.delete_matching(pattern)
+        except _OUTAGE as exc:
+            _log.warning("response cache invalidation failed", error_type=type(exc).__name__)
+            return 0
+        self.on_invalidated(pattern)
+        _log.info("response cache invalidated", pattern=pattern, deleted=deleted)
+        return deleted
+
+    def invalidate_soon(self, pattern: str) -> None:
+        """``invalidate`` in a task of its own, for a caller that cannot wait (a callback)."""
+        task = asyncio.get_running_loop().create_task(self.invalidate(pattern))
+        # Held until done: the loop keeps only a weak reference to a task.
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+
 class ResponseCacheMiddleware:
     """Serves GETs of the routes in ``ttls`` from the cache, and caches their 200 answers.
 
@@ -109,6 +165,8 @@ class ResponseCacheMiddleware:
     In front of it, each process keeps what it served for up to ``near_ttl`` seconds
     (`NearCache`): a hit then costs no round trip to the cache, and another process's
     invalidation reaches this one at most ``near_ttl`` later. ``near_ttl=0`` turns that off.
+    Given ``responses``, the middleware keeps its near copies there (``near_ttl`` and
+    ``on_invalidated`` are then theirs), so that the app can invalidate what it serves.
     """
 
     def __init__(
@@ -120,15 +178,17 @@ class ResponseCacheMiddleware:
         on_hit: Callable[[str], None] = _ignore,
         on_miss: Callable[[str], None] = _ignore,
         on_invalidated: Callable[[str], None] = _ignore,
+        responses: CachedResponses | None = None,
     ) -> None:
         self.app = app
         self.ttls = dict(ttls)
         self.on_hit = on_hit
         self.on_miss = on_miss
-        self.on_invalidated = on_invalidated
-        self._near: NearCache[CachedResponse] | None = (
-            NearCache(ttl=near_ttl) if near_ttl > 0 else None
+        self.responses = responses or CachedResponses(
+            near=NearCache(ttl=near_ttl) if near_ttl > 0 else None,
+            on_invalidated=on_invalidated,
         )
+        self._near = self.responses.near
         self._in_flight: dict[str, asyncio.Future[CachedResponse | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -180,21 +240,8 @@ class ResponseCacheMiddleware:
                 future.set_result(None)
 
     async def invalidate(self, cache: Cache, pattern: str) -> int:
-        """Delete the cached responses whose keys match the glob ``pattern`` (``cache:/health/*``).
-
-        Returns how many went from the shared cache; 0 when it is down, since what it holds
-        then expires anyway. This process's near copies go in any case.
-        """
-        if self._near is not None:
-            self._near.discard_matching(pattern)
-        try:
-            async with asyncio.timeout(CACHE_CALL_TIMEOUT):
-                deleted = await cache.delete_matching(pattern)
-        except _OUTAGE as exc:
-            _log.warning("response cache invalidation failed", error_type=type(exc).__name__)
-            return 0
-        self.on_invalidated(pattern)
-        return deleted
+        """``CachedResponses.invalidate`` of this middleware's responses, on ``cache``."""
+        return await self.responses.invalidate(pattern, cache)
 
     async def _compute(self, scope: Scope, receive: Receive, send: Send) -> CachedResponse | None:
         status = 0
