@@ -17,7 +17,6 @@ from colima_ref.http import docs
 from colima_ref.http.errors import exception_handlers
 from colima_ref.http.indexed_router import IndexedRouter
 from colima_ref.http.middleware.cors import cors_middleware
-from colima_ref.http.middleware.near_cache import NearCache
 from colima_ref.http.middleware.rate_limit import RateLimitMiddleware
 from colima_ref.http.middleware.request_context import (
     RequestContextMiddleware,
@@ -134,10 +133,8 @@ def create_app(
     recorder = metrics or Metrics(name=settings.app_name, version=__version__)
     routes = _routes()
     readiness = Readiness()
-    near_ttl = settings.response_cache_near_ttl
     responses = CachedResponses(
-        near=NearCache(ttl=near_ttl) if settings.response_cache_enabled and near_ttl > 0 else None,
-        on_invalidated=recorder.cache_invalidated,
+        near_ttl=settings.response_cache_near_ttl, on_invalidated=recorder.cache_invalidated
     )
 
     @asynccontextmanager

@@ -264,7 +264,8 @@ async def test_invalidation_deletes_matching_responses_and_is_counted_by_pattern
     await call("/items/b")
     await cache.set("user-key", "kept")
 
-    deleted = await middleware.invalidate(cache, "cache:/items/*")
+    middleware.responses.bind(cache)
+    deleted = await middleware.responses.invalidate("cache:/items/*")
     _, x_cache, _ = await call("/items/a")
 
     assert deleted == 2
@@ -277,9 +278,10 @@ async def test_invalidation_deletes_matching_responses_and_is_counted_by_pattern
 async def test_invalidation_during_a_cache_outage_deletes_nothing_and_does_not_raise(
     middleware: ResponseCacheMiddleware, cache: InMemoryCache, recorded: Recorded
 ) -> None:
+    middleware.responses.bind(cache)
     cache.failing = True
 
-    assert await middleware.invalidate(cache, "cache:*") == 0
+    assert await middleware.responses.invalidate("cache:*") == 0
     assert recorded.invalidated == []
 
 

@@ -105,13 +105,19 @@ class CachedResponses:
     """The answers the response cache keeps, as the app drops them: ``app.state.response_cache``.
 
     They live in two places: the shared cache (the services' ``cache``, bound while the app's
-    lifespan runs) and this process's near copies. ``invalidate`` empties both of what matches.
+    lifespan runs) and this process's near copies, kept ``near_ttl`` seconds (none at 0).
+    ``invalidate`` empties both of what matches.
     """
 
-    near: NearCache[CachedResponse] | None = None
+    near_ttl: float = NEAR_TTL
     on_invalidated: Callable[[str], None] = _ignore
+    near: NearCache[CachedResponse] | None = attrs.field(init=False)
     _cache: Cache | None = attrs.field(default=None, init=False, repr=False)
     _pending: set[asyncio.Task[int]] = attrs.field(factory=set, init=False, repr=False)
+
+    @near.default
+    def _near_copies(self) -> NearCache[CachedResponse] | None:
+        return NearCache(ttl=self.near_ttl) if self.near_ttl > 0 else None
 
     def bind(self, cache: Cache) -> None:
         """Use ``cache`` as the shared cache from now on (the lifespan binds the services' one)."""
@@ -123,16 +129,16 @@ class CachedResponses:
             await asyncio.gather(*self._pending)
         self._cache = None
 
-    async def invalidate(self, pattern: str, cache: Cache | None = None) -> int:
+    async def invalidate(self, pattern: str) -> int:
         """Delete the cached responses whose keys match the glob ``pattern`` (``cache:/health/*``).
 
-        Returns how many went from the shared cache (``cache``, or the bound one); 0 when it is
-        down or none is bound, since what it holds then expires anyway. This process's near
-        copies go in any case. Counted by pattern when the shared cache took the deletion.
+        Returns how many went from the bound shared cache; 0 when it is down or none is bound,
+        since what it holds then expires anyway. This process's near copies go in any case.
+        Counted by pattern when the shared cache took the deletion.
         """
         if self.near is not None:
             self.near.discard_matching(pattern)
-        shared = cache or self._cache
+        shared = self._cache
         if shared is None:
             return 0
         try:
@@ -184,10 +190,7 @@ class ResponseCacheMiddleware:
         self.ttls = dict(ttls)
         self.on_hit = on_hit
         self.on_miss = on_miss
-        self.responses = responses or CachedResponses(
-            near=NearCache(ttl=near_ttl) if near_ttl > 0 else None,
-            on_invalidated=on_invalidated,
-        )
+        self.responses = responses or CachedResponses(near_ttl, on_invalidated)
         self._near = self.responses.near
         self._in_flight: dict[str, asyncio.Future[CachedResponse | None]] = {}
 
@@ -238,10 +241,6 @@ class ResponseCacheMiddleware:
             del self._in_flight[key]
             if not future.done():
                 future.set_result(None)
-
-    async def invalidate(self, cache: Cache, pattern: str) -> int:
-        """``CachedResponses.invalidate`` of this middleware's responses, on ``cache``."""
-        return await self.responses.invalidate(pattern, cache)
 
     async def _compute(self, scope: Scope, receive: Receive, send: Send) -> CachedResponse | None:
         status = 0
