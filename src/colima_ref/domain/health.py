@@ -16,6 +16,7 @@ import attrs
 
 from colima_ref.domain.errors import BaseAPIException
 from colima_ref.domain.models import ServiceHealth
+from colima_ref.domain.shared_runs import SharedRuns
 from colima_ref.ports.probes import HealthProbe
 
 OverallStatus = Literal["healthy", "degraded", "unhealthy"]
@@ -113,12 +114,6 @@ async def _all_done(tasks: Sequence[asyncio.Task[CheckResult]], within: float) -
 
 
 @attrs.define
-class _Run:
-    task: asyncio.Task[CheckResult]
-    waiters: int = 0
-
-
-@attrs.define
 class ProbeRuns:
     """The probe runs in flight, so that checks of one probe that overlap share one run.
 
@@ -130,7 +125,7 @@ class ProbeRuns:
     up; a check that gives up alone leaves the run to the others.
     """
 
-    _runs: dict[int, _Run] = attrs.field(factory=dict, init=False)
+    _shared: SharedRuns[int, CheckResult] = attrs.field(factory=SharedRuns, init=False)
 
     async def results(
         self,
@@ -142,32 +137,17 @@ class ProbeRuns:
         """Each probe's result, from the run in flight or a new one; None if not in ``within`` s."""
         if not probes:
             return []
-        joined = [self._join(probe, timeout) for probe in probes]
+        shared = self._shared
+        joined = [shared.enter(id(probe), _run, probe, timeout) for probe in probes]
         try:
             await _all_done([run.task for run in joined], within)
         finally:
             for probe, run in zip(probes, joined, strict=True):
-                self._leave(probe, run)
+                shared.leave(id(probe), run)
         return [
             run.task.result() if run.task.done() and not run.task.cancelled() else None
             for run in joined
         ]
-
-    def _join(self, probe: HealthProbe, timeout: float) -> _Run:
-        run = self._runs.get(id(probe))
-        if run is None or run.task.done():
-            run = self._runs[id(probe)] = _Run(asyncio.create_task(_run(probe, timeout)))
-        run.waiters += 1
-        return run
-
-    def _leave(self, probe: HealthProbe, run: _Run) -> None:
-        run.waiters -= 1
-        if run.waiters > 0:
-            return
-        if not run.task.done():
-            run.task.cancel()
-        if self._runs.get(id(probe)) is run:
-            del self._runs[id(probe)]
 
 
 async def check_one(

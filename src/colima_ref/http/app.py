@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Lifespan
 
 from colima_ref import __version__
 from colima_ref.domain.health import ProbeRuns
+from colima_ref.domain.shared_runs import SharedRuns
 from colima_ref.http import docs
 from colima_ref.http.errors import exception_handlers
 from colima_ref.http.indexed_router import IndexedRouter
@@ -25,7 +26,6 @@ from colima_ref.http.middleware.request_context import (
 from colima_ref.http.middleware.request_validation import RequestValidationMiddleware
 from colima_ref.http.middleware.response_cache import CachedResponses, ResponseCacheMiddleware
 from colima_ref.http.readiness import Readiness
-from colima_ref.http.report_bodies import ReportBodies
 from colima_ref.http.routes import cache, database, health, messaging, metrics, redis, root, vault
 from colima_ref.observability.metrics import Metrics
 from colima_ref.ports.services import Services
@@ -157,5 +157,5 @@ def create_app(
     app.state.readiness = readiness
     app.state.response_cache = responses
     app.state.probe_runs = ProbeRuns()
-    app.state.report_bodies = ReportBodies()
+    app.state.health_reports = SharedRuns()
     return app

@@ -172,21 +172,24 @@ class OpeningBreaker:
         return {"state": "closed" if self.asked == 1 else "open"}
 
 
-async def test_reports_of_one_run_share_its_body_but_never_a_stale_breaker(
+async def test_overlapping_reports_share_one_report_and_the_next_one_is_fresh(
     services: Services,
 ) -> None:
+    """Requests that overlap get one report (one run, one breaker snapshot, the same bytes);
+    a request after it ended gets a new one, so no report outlives its run."""
     probe = GatedProbe()
+    breaker = OpeningBreaker()
     bundle = attrs.evolve(
         services,
         probes={**services.probes, "postgres": probe},
-        breakers={**services.breakers, "postgres": OpeningBreaker()},
+        breakers={**services.breakers, "postgres": breaker},
     )
 
     @asynccontextmanager
     async def open_services() -> AsyncIterator[Services]:
         yield bundle
 
-    # Without the response cache, which would hand the leader's answer to the other two.
+    # Without the response cache, which would hand the leader's answer to the others.
     app = create_app(open_services, Settings.from_env({"RESPONSE_CACHE_ENABLED": "false"}))
 
     async with app.router.lifespan_context(app) as state:
@@ -200,13 +203,47 @@ async def test_reports_of_one_run_share_its_body_but_never_a_stale_breaker(
             for _ in range(50):
                 await asyncio.sleep(0)
             probe.gate.set()
-            first, second, third = await asyncio.gather(*requests)
+            overlapping = await asyncio.gather(*requests)
+            later = await client.get("/health/all")
 
-    assert probe.runs == 1
+    assert probe.runs == 2
+    assert {response.content for response in overlapping} == {overlapping[0].content}
     states = [
         response.json()["services"]["postgres"]["circuit_breaker"]["state"]
-        for response in (first, second)
+        for response in (overlapping[0], later)
     ]
     assert states == ["closed", "open"]
-    # The third shares the second's run and breaker state: the same bytes.
-    assert third.content == second.content
+
+
+async def test_a_request_that_gives_up_leaves_the_shared_report_to_the_others(
+    services: Services,
+) -> None:
+    probe = GatedProbe()
+    bundle = attrs.evolve(services, probes={**services.probes, "postgres": probe})
+
+    @asynccontextmanager
+    async def open_services() -> AsyncIterator[Services]:
+        yield bundle
+
+    app = create_app(open_services, Settings.from_env({"RESPONSE_CACHE_ENABLED": "false"}))
+
+    async with app.router.lifespan_context(app) as state:
+
+        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
+            await app({**scope, "state": dict(state)}, receive, send)
+
+        transport = httpx2.ASGITransport(app=with_state)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+            leaver, stayer = (asyncio.create_task(client.get("/health/all")) for _ in range(2))
+            for _ in range(50):
+                await asyncio.sleep(0)
+            leaver.cancel()  # the client went away
+            for _ in range(50):
+                await asyncio.sleep(0)
+            probe.gate.set()
+            response = await stayer
+
+    assert leaver.cancelled()
+    assert probe.runs == 1
+    assert response.status_code == 200
+    assert response.json()["services"]["postgres"]["status"] == "healthy"

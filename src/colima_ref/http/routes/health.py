@@ -4,7 +4,8 @@
 or while a service named in READINESS_SERVICES is unhealthy. ``/health/all`` and
 ``/health/{service}`` probe the backends; each service's report carries its circuit breaker's
 state under ``circuit_breaker``. Probes bypass the breakers (docs/health.md says why), and
-concurrent checks of one service share one probe run.
+concurrent checks of one service share one probe run; overlapping ``/health/all`` requests share
+one report.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from colima_ref.domain.health import CheckResult, ProbeRuns, check_all, check_one
+from colima_ref.domain.shared_runs import SharedRuns
 from colima_ref.http.convert import converter
 from colima_ref.http.json_response import ConstantJSONEndpoint, JSONResponse, render_json
 from colima_ref.http.readiness import readiness
-from colima_ref.http.report_bodies import ReportBodies
 from colima_ref.http.state import services, settings
 from colima_ref.ports.breakers import BreakerStatus
-from colima_ref.ports.services import SERVICE_NAMES
+from colima_ref.ports.services import SERVICE_NAMES, Services
 
 CHECK_TIMEOUT = 2.0
 CHECK_BUDGET = 3.0
@@ -54,31 +55,24 @@ async def ready(request: Request) -> JSONResponse:
 
 
 async def all_services(request: Request) -> Response:
-    bundle = services(request)
-    report = await check_all(
-        bundle.probes, timeout=CHECK_TIMEOUT, budget=CHECK_BUDGET, runs=_probe_runs(request)
+    # Concurrent requests share one report, rendered once: under load, per-request aggregation,
+    # breaker snapshots and rendering were most of what /health/all cost over a single check.
+    reports: SharedRuns[str, tuple[int, bytes]] = request.app.state.health_reports
+    status_code, content = await reports.call(
+        "all", _all_services_body, services(request), _probe_runs(request)
     )
-    breakers = {
-        name: dict(breaker.snapshot())
-        for name, breaker in bundle.breakers.items()
-        if name in report.services
-    }
+    return Response(content, status_code=status_code, media_type=JSONResponse.media_type)
 
-    def render() -> bytes:
-        body = converter.unstructure(report)
-        for name, snapshot in breakers.items():
-            body["services"][name]["circuit_breaker"] = snapshot
-        body["backend"] = bundle.backend
-        return render_json(body)
 
-    bodies: ReportBodies = request.app.state.report_bodies
-    content = bodies.body(list(report.services.values()), (breakers, bundle.backend), render)
+async def _all_services_body(bundle: Services, runs: ProbeRuns) -> tuple[int, bytes]:
+    report = await check_all(bundle.probes, timeout=CHECK_TIMEOUT, budget=CHECK_BUDGET, runs=runs)
+    body = converter.unstructure(report)
+    for name, breaker in bundle.breakers.items():
+        if name in body["services"]:
+            body["services"][name]["circuit_breaker"] = dict(breaker.snapshot())
+    body["backend"] = bundle.backend
     # Degraded still serves traffic, so only a total outage tells load balancers to stay away.
-    return Response(
-        content,
-        status_code=503 if report.status == "unhealthy" else 200,
-        media_type=JSONResponse.media_type,
-    )
+    return 503 if report.status == "unhealthy" else 200, render_json(body)
 
 
 async def one_service(request: Request, name: str) -> JSONResponse:

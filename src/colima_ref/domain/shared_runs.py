@@ -1,0 +1,74 @@
+"""Single flight: calls with one key that overlap share one run instead of each doing the work."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Hashable
+from typing import Any, Generic, TypeVar, TypeVarTuple
+
+import attrs
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+
+@attrs.define
+class Run(Generic[T]):
+    """One run in flight and how many callers still wait for it."""
+
+    task: asyncio.Task[T]
+    waiters: int = 0
+
+
+@attrs.define
+class SharedRuns(Generic[K, T]):
+    """The runs in flight by key, so that overlapping calls with one key share one run.
+
+    A call joins the run in flight for its key, or starts one, and gets that run's outcome as it
+    is, result or exception. Nothing is kept once a run ends: the next call starts a new one, so
+    no answer is older than the run it came from. A caller that gives up leaves the run to the
+    others; the run is cancelled only when every caller waiting for it has given up.
+    """
+
+    _runs: dict[K, Run[T]] = attrs.field(factory=dict, init=False)
+
+    async def call(
+        self,
+        key: K,
+        start: Callable[[*Ts], Coroutine[Any, Any, T]],
+        *args: *Ts,
+    ) -> T:
+        """The outcome of the run of ``key`` in flight, or of ``start(*args)`` run now."""
+        run = self.enter(key, start, *args)
+        try:
+            # Shielded: one caller cancelled must not cancel the answer the others wait for.
+            return await asyncio.shield(run.task)
+        finally:
+            self.leave(key, run)
+
+    def enter(
+        self,
+        key: K,
+        start: Callable[[*Ts], Coroutine[Any, Any, T]],
+        *args: *Ts,
+    ) -> Run[T]:
+        """Join the run of ``key`` in flight, or start ``start(*args)`` as it; pair with leave.
+
+        For a caller that waits on several runs at once; ``call`` does both for one.
+        """
+        run = self._runs.get(key)
+        if run is None or run.task.done():
+            run = self._runs[key] = Run(asyncio.create_task(start(*args)))
+        run.waiters += 1
+        return run
+
+    def leave(self, key: K, run: Run[T]) -> None:
+        """Stop waiting for ``run``; the last caller to leave cancels it if it is still going."""
+        run.waiters -= 1
+        if run.waiters > 0:
+            return
+        if not run.task.done():
+            run.task.cancel()
+        if self._runs.get(key) is run:
+            del self._runs[key]
