@@ -123,16 +123,15 @@ class GatedProbe:
         return ServiceHealth(healthy=True, info={"version": "15.18"})
 
 
-async def test_overlapping_health_requests_share_one_probe_run(services: Services) -> None:
-    """/health/all and /health/postgres in flight together cost PostgreSQL one probe."""
-    probe = GatedProbe()
-    bundle = attrs.evolve(services, probes={**services.probes, "postgres": probe})
+@asynccontextmanager
+async def served(bundle: Services, env: dict[str, str]) -> AsyncIterator[httpx2.AsyncClient]:
+    """A client of the app on ``bundle``, its lifespan running, as a server would serve it."""
 
     @asynccontextmanager
     async def open_services() -> AsyncIterator[Services]:
         yield bundle
 
-    app = create_app(open_services, Settings.from_env({}))
+    app = create_app(open_services, Settings.from_env(env))
 
     async with app.router.lifespan_context(app) as state:
 
@@ -142,13 +141,22 @@ async def test_overlapping_health_requests_share_one_probe_run(services: Service
 
         transport = httpx2.ASGITransport(app=with_state)
         async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
-            paths = ["/health/all", "/health/postgres", "/health/all", "/health/postgres"]
-            requests = [asyncio.create_task(client.get(path)) for path in paths]
-            # Every request runs until it waits for the probe: in memory nothing else blocks.
-            for _ in range(50):
-                await asyncio.sleep(0)
-            probe.gate.set()
-            responses = await asyncio.gather(*requests)
+            yield client
+
+
+async def test_overlapping_health_requests_share_one_probe_run(services: Services) -> None:
+    """/health/all and /health/postgres in flight together cost PostgreSQL one probe."""
+    probe = GatedProbe()
+    bundle = attrs.evolve(services, probes={**services.probes, "postgres": probe})
+
+    async with served(bundle, {}) as client:
+        paths = ["/health/all", "/health/postgres", "/health/all", "/health/postgres"]
+        requests = [asyncio.create_task(client.get(path)) for path in paths]
+        # Every request runs until it waits for the probe: in memory nothing else blocks.
+        for _ in range(50):
+            await asyncio.sleep(0)
+        probe.gate.set()
+        responses = await asyncio.gather(*requests)
 
     assert probe.runs == 1
     assert [response.status_code for response in responses] == [200] * 4
@@ -185,26 +193,14 @@ async def test_overlapping_reports_share_one_report_and_the_next_one_is_fresh(
         breakers={**services.breakers, "postgres": breaker},
     )
 
-    @asynccontextmanager
-    async def open_services() -> AsyncIterator[Services]:
-        yield bundle
-
     # Without the response cache, which would hand the leader's answer to the others.
-    app = create_app(open_services, Settings.from_env({"RESPONSE_CACHE_ENABLED": "false"}))
-
-    async with app.router.lifespan_context(app) as state:
-
-        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
-            await app({**scope, "state": dict(state)}, receive, send)
-
-        transport = httpx2.ASGITransport(app=with_state)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
-            requests = [asyncio.create_task(client.get("/health/all")) for _ in range(3)]
-            for _ in range(50):
-                await asyncio.sleep(0)
-            probe.gate.set()
-            overlapping = await asyncio.gather(*requests)
-            later = await client.get("/health/all")
+    async with served(bundle, {"RESPONSE_CACHE_ENABLED": "false"}) as client:
+        requests = [asyncio.create_task(client.get("/health/all")) for _ in range(3)]
+        for _ in range(50):
+            await asyncio.sleep(0)
+        probe.gate.set()
+        overlapping = await asyncio.gather(*requests)
+        later = await client.get("/health/all")
 
     assert probe.runs == 2
     assert {response.content for response in overlapping} == {overlapping[0].content}
@@ -221,27 +217,15 @@ async def test_a_request_that_gives_up_leaves_the_shared_report_to_the_others(
     probe = GatedProbe()
     bundle = attrs.evolve(services, probes={**services.probes, "postgres": probe})
 
-    @asynccontextmanager
-    async def open_services() -> AsyncIterator[Services]:
-        yield bundle
-
-    app = create_app(open_services, Settings.from_env({"RESPONSE_CACHE_ENABLED": "false"}))
-
-    async with app.router.lifespan_context(app) as state:
-
-        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
-            await app({**scope, "state": dict(state)}, receive, send)
-
-        transport = httpx2.ASGITransport(app=with_state)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
-            leaver, stayer = (asyncio.create_task(client.get("/health/all")) for _ in range(2))
-            for _ in range(50):
-                await asyncio.sleep(0)
-            leaver.cancel()  # the client went away
-            for _ in range(50):
-                await asyncio.sleep(0)
-            probe.gate.set()
-            response = await stayer
+    async with served(bundle, {"RESPONSE_CACHE_ENABLED": "false"}) as client:
+        leaver, stayer = (asyncio.create_task(client.get("/health/all")) for _ in range(2))
+        for _ in range(50):
+            await asyncio.sleep(0)
+        leaver.cancel()  # the client went away
+        for _ in range(50):
+            await asyncio.sleep(0)
+        probe.gate.set()
+        response = await stayer
 
     assert leaver.cancelled()
     assert probe.runs == 1
