@@ -18,13 +18,14 @@ import os
 import secrets
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 from urllib.parse import urlsplit
 
 import attrs
@@ -219,16 +220,28 @@ def assert_clean_shutdown(server: LiveServer, code: int) -> None:
         assert marker not in output, f"{marker!r} after shutdown:\n{output[-3000:]}"
 
 
+Fault = Literal["slow", "silent", "reset"]
+
+
 @attrs.define
 class Relay:
     """A TCP forwarder from a free local port to ``target``, in its own thread and event loop.
 
     ``cut`` closes the listener and every relayed connection, so the backend looks killed
     (connections reset, new ones refused); ``restore`` listens again on the same port.
+
+    ``inject`` makes the backend misbehave while it stays reachable, on open connections and
+    new ones alike, until ``heal``:
+
+    - ``slow``: every chunk, either way, is held ``delay`` seconds before it is passed on;
+    - ``silent``: connections are accepted and read, but nothing is passed on either way;
+    - ``reset``: the next chunk on a connection aborts it (an RST mid-call), both sides.
     """
 
     target: tuple[str, int]
     port: int = attrs.field(factory=free_port)
+    fault: Fault | None = None
+    delay: float = 3.0
     _loop: asyncio.AbstractEventLoop = attrs.field(factory=asyncio.new_event_loop)
     _thread: threading.Thread | None = None
     _server: asyncio.Server | None = None
@@ -246,6 +259,13 @@ class Relay:
 
     def cut(self) -> None:
         self._do(self._close())
+
+    def inject(self, fault: Fault, *, delay: float = 3.0) -> None:
+        self.delay = delay
+        self.fault = fault
+
+    def heal(self) -> None:
+        self.fault = None
 
     def close(self) -> None:
         self.cut()
@@ -274,14 +294,34 @@ class Relay:
             return
         self._writers |= {writer, up_writer}
         await asyncio.gather(
-            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+            self._pipe(reader, up_writer, writer),
+            self._pipe(up_reader, writer, up_writer),
+            return_exceptions=True,
         )
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: asyncio.StreamWriter
+    ) -> None:
         try:
             while chunk := await reader.read(65536):
+                if self.fault == "reset":
+                    _reset(peer)
+                    _reset(writer)
+                    return
+                if self.fault == "silent":
+                    continue
+                if self.fault == "slow":
+                    await asyncio.sleep(self.delay)
                 writer.write(chunk)
                 await writer.drain()
         finally:
             self._writers.discard(writer)
             writer.transport.abort()
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    # A zero linger makes the close an RST, as a crashed peer's would be, rather than a FIN.
+    writer.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+    )
+    writer.transport.abort()
