@@ -66,6 +66,7 @@ async def _open_live(
     from colima_ref.adapters.postgres import PostgresDatabase
     from colima_ref.adapters.rabbitmq import RabbitMqBroker
     from colima_ref.adapters.redis import (
+        NodeBreakers,
         RedisCache,
         RedisClusterTopology,
         RedisConnection,
@@ -74,7 +75,14 @@ async def _open_live(
 
     vault, limits = settings.vault, settings.backends
     breakers = breakers_for(
-        SERVICE_NAMES,
+        [name for name in SERVICE_NAMES if name != "redis"],
+        fail_max=settings.circuit_breaker.fail_max,
+        reset_timeout=settings.circuit_breaker.reset_timeout,
+        recorder=recorder,
+    )
+    # A Redis Cluster fails a node at a time: a breaker per node, the service's state from theirs.
+    redis_breakers = NodeBreakers(
+        "redis",
         fail_max=settings.circuit_breaker.fail_max,
         reset_timeout=settings.circuit_breaker.reset_timeout,
         recorder=recorder,
@@ -136,7 +144,7 @@ async def _open_live(
                 connect_timeout=limits.connect_timeout,
                 operation_timeout=limits.operation_timeout,
                 max_connections=limits.redis_pool_max,
-                breaker=breakers["redis"],
+                breakers=redis_breakers,
             )
         )
         broker = await stack.enter_async_context(
@@ -168,7 +176,7 @@ async def _open_live(
                 "redis": cluster,
                 "rabbitmq": broker,
             },
-            breakers=breakers,
+            breakers={**breakers, "redis": redis_breakers},
         )
 
 

@@ -88,6 +88,9 @@ class ServiceBreaker:
     ``details["service"]``. After ``reset_timeout`` seconds one trial call goes through: success
     closes the circuit, an outage opens it for another ``reset_timeout``. Any other exception
     passes through and counts as an answer, so it resets the failure count.
+
+    ``node`` names the one node of the service it guards, when the service has a breaker per
+    node (a Redis Cluster): its logs and refusals name that node too.
     """
 
     service: str
@@ -95,6 +98,7 @@ class ServiceBreaker:
     reset_timeout: float = DEFAULT_RESET_TIMEOUT
     recorder: BreakerRecorder | None = attrs.field(default=None, repr=False)
     clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False)
+    node: str | None = None
     _opened_at: float | None = attrs.field(default=None, init=False)
     _trial_running: bool = attrs.field(default=False, init=False)
     _breaker: Any = attrs.field(init=False, repr=False)
@@ -204,9 +208,14 @@ class ServiceBreaker:
         return False
 
     def _refusal(self) -> errors.CircuitBreakerError:
+        details: dict[str, object] = {"state": self.state, "failures": self.failures}
+        guarded = self.service
+        if self.node is not None:
+            details["node"] = self.node
+            guarded = f"{self.service} node {self.node}"
         return errors.CircuitBreakerError(
-            f"The {self.service} circuit breaker is open: calls are suspended",
-            {"state": self.state, "failures": self.failures},
+            f"The {guarded} circuit breaker is open: calls are suspended",
+            details,
             service=self.service,
             retry_after=_whole_seconds(self._seconds_left()),
         )
@@ -226,13 +235,16 @@ class ServiceBreaker:
         transition = _TRANSITIONS[state]
         if state is aiobreaker.CircuitBreakerState.OPEN:
             self._opened_at = self.clock()
-            log.warning(
-                "circuit_breaker.opened", service=self.service, retry_after=self.reset_timeout
-            )
+            log.warning("circuit_breaker.opened", **self._names(), retry_after=self.reset_timeout)
         else:
-            log.info(f"circuit_breaker.{transition}", service=self.service)
+            log.info(f"circuit_breaker.{transition}", **self._names())
         if self.recorder is not None:
             self.recorder.breaker_changed(self.service, transition)
+
+    def _names(self) -> dict[str, str]:
+        if self.node is None:
+            return {"service": self.service}
+        return {"service": self.service, "node": self.node}
 
     def _failed(self) -> None:
         if self.recorder is not None:

@@ -6,8 +6,9 @@ async with RedisConnection.open(nodes=[("127.0.0.1", 7001), ...], credentials=cr
 
 from __future__ import annotations
 
+from colima_ref.adapters.redis.breakers import NodeBreakers
 from colima_ref.adapters.redis.cache import RedisCache
 from colima_ref.adapters.redis.client import RedisConnection
 from colima_ref.adapters.redis.cluster import RedisClusterTopology
 
-__all__ = ["RedisCache", "RedisClusterTopology", "RedisConnection"]
+__all__ = ["NodeBreakers", "RedisCache", "RedisClusterTopology", "RedisConnection"]

@@ -19,6 +19,8 @@ class RedisCache:
     """Cache and HealthProbe on a shared RedisConnection.
 
     ``get`` sends GET and TTL in one pipeline (one key, so one slot and one node in a cluster).
+    Commands on one key go through the circuit breaker of the node owning it, so keys on the
+    masters that answer keep working while another fails over.
     A ttl of 0 or less deletes the key at once, as an immediate expiry would. ``delete_matching``
     takes Redis glob patterns and SCANs every primary of a cluster, deleting in batches; it runs
     within one operation timeout, so it suits the small key sets of a response cache.
@@ -36,7 +38,7 @@ class RedisCache:
                 value, ttl = await pipe.execute()
             return value, ttl
 
-        value, ttl = await self._connection.run(read, operation="get")
+        value, ttl = await self._connection.run(read, operation="get", key=key)
         # TTL runs after GET: a key expiring in between reads as missing, not as immortal.
         if value is None or ttl == _MISSING:
             return None
@@ -46,11 +48,13 @@ class RedisCache:
         if ttl is not None and ttl <= 0:
             await self.delete(key)
             return
-        await self._connection.run(lambda client: client.set(key, value, ex=ttl), operation="set")
+        await self._connection.run(
+            lambda client: client.set(key, value, ex=ttl), operation="set", key=key
+        )
 
     async def delete(self, key: str) -> bool:
         removed: int = await self._connection.run(
-            lambda client: client.delete(key), operation="delete"
+            lambda client: client.delete(key), operation="delete", key=key
         )
         return removed > 0
 

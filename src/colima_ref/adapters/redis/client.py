@@ -14,9 +14,10 @@ from redis.asyncio.cluster import ClusterNode as DriverNode
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from colima_ref.adapters.breaker import ServiceBreaker, through
+from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.deadline import ADAPTER_DEADLINE, Deadline
+from colima_ref.adapters.redis.breakers import NodeBreakers
 from colima_ref.domain import errors
 
 SERVICE = "redis"
@@ -67,8 +68,9 @@ class RedisConnection:
     ``run`` raises CacheConnectionError (service "redis") when Redis is unreachable, refuses the
     login or rejects the command, and TimeoutError (504) past ``operation_timeout``. Errors of
     the secret store (VaultUnavailableError...) pass through, except a missing secret, which is
-    a CacheConnectionError. With a ``breaker``, every command but a health probe's passes through
-    it and raises CircuitBreakerError while it is open.
+    a CacheConnectionError. With ``breakers``, every command but a health probe's passes through
+    the breaker of the node it is for (see `run`) and raises CircuitBreakerError while that one
+    is open, so a failing master does not stop the commands the others answer.
     """
 
     nodes: tuple[Address, ...] = attrs.field(converter=_addresses)
@@ -80,7 +82,7 @@ class RedisConnection:
     _connect_timeout: float = attrs.field(default=2.0, alias="connect_timeout")
     _operation_timeout: float = attrs.field(default=5.0, alias="operation_timeout")
     _max_connections: int = attrs.field(default=10, alias="max_connections")
-    _breaker: ServiceBreaker | None = attrs.field(default=None, alias="breaker", repr=False)
+    _breakers: NodeBreakers | None = attrs.field(default=None, alias="breakers", repr=False)
     _current: _Client | None = attrs.field(default=None, init=False, repr=False)
     _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
     _in_flight: asyncio.Semaphore = attrs.field(init=False, repr=False)
@@ -107,7 +109,7 @@ class RedisConnection:
         connect_timeout: float = 2.0,
         operation_timeout: float = 5.0,
         max_connections: int = 10,
-        breaker: ServiceBreaker | None = None,
+        breakers: NodeBreakers | None = None,
     ) -> AsyncIterator[RedisConnection]:
         """Yield a connection that builds its client on first use and closes it on exit.
 
@@ -123,7 +125,7 @@ class RedisConnection:
             connect_timeout=connect_timeout,
             operation_timeout=operation_timeout,
             max_connections=max_connections,
-            breaker=breaker,
+            breakers=breakers,
         )
         try:
             yield connection
@@ -131,12 +133,21 @@ class RedisConnection:
             await connection.close()
 
     async def run(
-        self, call: Callable[[Client], Awaitable[T]], *, operation: str, probe: bool = False
+        self,
+        call: Callable[[Client], Awaitable[T]],
+        *,
+        operation: str,
+        key: str | None = None,
+        probe: bool = False,
     ) -> T:
         """Await ``call`` as ``operation`` (a port method) on the shared client; a health
-        ``probe`` bypasses the breaker and is not recorded."""
+        ``probe`` bypasses the breakers and is not recorded.
+
+        A ``call`` on the one ``key`` goes through the breaker of the node the client routes
+        that key to; any other (on several keys or every node) through the whole cluster's.
+        """
         return await self._run(
-            lambda current: call(current.client), operation=operation, probe=probe
+            lambda current: call(current.client), operation=operation, key=key, probe=probe
         )
 
     async def run_on_node(
@@ -154,7 +165,7 @@ class RedisConnection:
             async with Redis(host=host, port=port, retry=_retry(0), **current.login) as node:
                 return await call(node)
 
-        return await self._run(on_node, operation=operation)
+        return await self._run(on_node, operation=operation, node=f"{address[0]}:{address[1]}")
 
     async def close(self) -> None:
         """Close the client and every connection of every node. The next call builds a new one."""
@@ -164,12 +175,36 @@ class RedisConnection:
                 self._current = None
 
     async def _run(
-        self, call: Callable[[_Client], Awaitable[T]], *, operation: str, probe: bool = False
+        self,
+        call: Callable[[_Client], Awaitable[T]],
+        *,
+        operation: str,
+        key: str | None = None,
+        node: str | None = None,
+        probe: bool = False,
     ) -> T:
-        """Every command sent to Redis, through the circuit breaker unless it is a probe's."""
-        return await through(
-            None if probe else self._breaker, self._call, call, operation=operation
-        )
+        """Every command sent to Redis, through a circuit breaker unless it is a probe's."""
+        if probe or self._breakers is None:
+            return await self._call(call)
+        breaker = self._breaker_for(self._breakers, key, node)
+        return await breaker.call(self._call, call, operation=operation)
+
+    def _breaker_for(
+        self, breakers: NodeBreakers, key: str | None, node: str | None
+    ) -> ServiceBreaker:
+        client = None if self._current is None else self._current.client
+        if not isinstance(client, RedisCluster):
+            return breakers.whole
+        if node is None and key is not None:
+            try:
+                owner = client.get_node_from_key(key)
+            except redis_errors.SlotNotCoveredError:
+                # No slot map yet, or the slot is lost: the call itself finds out.
+                owner = None
+            node = None if owner is None else owner.name
+        if node is None:
+            return breakers.whole
+        return breakers.for_node(node, lambda: {known.name for known in client.get_nodes()})
 
     async def _call(self, call: Callable[[_Client], Awaitable[T]]) -> T:
         try:
