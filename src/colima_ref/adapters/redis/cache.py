@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from colima_ref.adapters.redis.client import Client, RedisConnection
 from colima_ref.adapters.redis.cluster import cluster_health
 from colima_ref.domain.models import CacheEntry, ServiceHealth
 
+# GET and TTL in one command: one round trip, routed by the key, with no expiry in between. A
+# cluster pipeline would do the first two, but when one node fails redis-py answers by closing
+# the connections of every node, failing the commands the healthy masters were answering.
+_GET_WITH_TTL = "return {redis.call('GET', KEYS[1]), redis.call('TTL', KEYS[1])}"
 _NO_EXPIRY = -1
 _MISSING = -2
 _SCAN_COUNT = 500
@@ -18,7 +24,7 @@ _DELETE_BATCH = 500
 class RedisCache:
     """Cache and HealthProbe on a shared RedisConnection.
 
-    ``get`` sends GET and TTL in one pipeline (one key, so one slot and one node in a cluster).
+    ``get`` runs GET and TTL in one Lua script (EVAL, so the login needs ``@scripting``).
     Commands on one key go through the circuit breaker of the node owning it, so keys on the
     masters that answer keep working while another fails over.
     A ttl of 0 or less deletes the key at once, as an immediate expiry would. ``delete_matching``
@@ -31,15 +37,11 @@ class RedisCache:
     _connection: RedisConnection = attrs.field(alias="connection")
 
     async def get(self, key: str) -> CacheEntry | None:
-        async def read(client: Client) -> tuple[str | None, int]:
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.get(key)
-                pipe.ttl(key)
-                value, ttl = await pipe.execute()
-            return value, ttl
+        async def read(client: Client) -> list[Any]:
+            reply: list[Any] = await client.eval(_GET_WITH_TTL, 1, key)
+            return reply
 
         value, ttl = await self._connection.run(read, operation="get", key=key)
-        # TTL runs after GET: a key expiring in between reads as missing, not as immortal.
         if value is None or ttl == _MISSING:
             return None
         return CacheEntry(value, ttl=None if ttl == _NO_EXPIRY else ttl)
