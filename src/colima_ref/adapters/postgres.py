@@ -168,6 +168,7 @@ class PostgresDatabase:
                         "PostgreSQL refused the credentials from the secret store",
                         _cause(exc.__cause__),
                         service=SERVICE,
+                        outage=False,
                     ) from exc.__cause__
         except TimeoutError as exc:
             raise errors.TimeoutError(
@@ -225,6 +226,7 @@ class PostgresDatabase:
                 "The secret store holds no PostgreSQL credentials",
                 {"secret_path": self._secret_path},
                 service=SERVICE,
+                outage=False,
             ) from exc
         login: dict[str, Any] = {
             "host": self._host,
