@@ -177,7 +177,11 @@ async def test_a_queue_that_exists_not_durable_is_refused_and_publishing_goes_on
         await connection.close()
 
     assert_refused_without_tripping(
-        stack, "rabbitmq", publish(stack, queue), publish(stack, f"ok-{uuid.uuid4().hex}"), status=422
+        stack,
+        "rabbitmq",
+        publish(stack, queue),
+        publish(stack, f"ok-{uuid.uuid4().hex}"),
+        status=422,
     )
 
 

@@ -32,6 +32,10 @@ from live_support import (
 )
 from test_postgres_adapter import PG_BIN, PrivateServer
 
+from colima_ref.adapters.breaker import ServiceBreaker
+from colima_ref.adapters.vault import VaultSecretStore
+from colima_ref.domain.errors import VaultUnavailableError
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.vault,
@@ -63,7 +67,10 @@ LOGINS = [
     Login("mongodb", "mongodb", "/examples/database/mongodb/query", "DatabaseConnectionError"),
     Login("redis", "redis-1", "/examples/cache/colima-test-login", "CacheConnectionError"),
     Login(
-        "rabbitmq", "rabbitmq", "/examples/messaging/queue/colima-test-login/info", "MessageQueueError"
+        "rabbitmq",
+        "rabbitmq",
+        "/examples/messaging/queue/colima-test-login/info",
+        "MessageQueueError",
     ),
 ]
 
@@ -153,3 +160,22 @@ def test_a_refused_login_answers_503_without_tripping_and_the_fixed_one_serves_a
     logs = stack.server.stdout + stack.server.stderr
     assert WRONG_PASSWORD not in logs
     assert stack.right[login.secret_path]["password"] not in logs
+
+
+async def test_a_token_vault_refuses_answers_503_without_tripping_the_vault_breaker(
+    devstack: dict[str, str], vault_admin: hvac.Client
+) -> None:
+    token = vault_admin.auth.token.create(ttl="5m")["auth"]["client_token"]
+    vault_admin.auth.token.revoke(token)
+    breaker = ServiceBreaker("vault", fail_max=FAIL_MAX, reset_timeout=60)
+
+    async with VaultSecretStore.open(
+        addr=devstack["VAULT_ADDR"], token=token, breaker=breaker
+    ) as store:
+        for _ in range(REFUSED_REQUESTS):
+            with pytest.raises(VaultUnavailableError) as caught:
+                await store.read("postgres")
+            assert caught.value.details["reason"] == "permission denied"
+            assert token not in str(caught.value) + repr(caught.value.details)
+
+    assert breaker.state == "closed"
