@@ -7,6 +7,9 @@ sends more requests than the breaker allows outages, then writes the right passw
 folder. The shared accounts keep their passwords: only the folder's copies change. The shared
 PostgreSQL trusts local logins, so PostgreSQL runs as a private scram-sha-256 server
 (`test_postgres_adapter.PrivateServer`).
+
+Vault's own refusals (a revoked token, an AppRole login with a wrong secret_id) are checked on
+the store itself, the AppRole one on a private dev server.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from live_support import (
     skip_or_fail,
 )
 from test_postgres_adapter import PG_BIN, PrivateServer
+from test_vault_adapter import DevVault, make_approle, start_dev_vault
 
 from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.vault import VaultSecretStore
@@ -177,5 +181,30 @@ async def test_a_token_vault_refuses_answers_503_without_tripping_the_vault_brea
                 await store.read("postgres")
             assert caught.value.details["reason"] == "permission denied"
             assert token not in str(caught.value) + repr(caught.value.details)
+
+    assert breaker.state == "closed"
+
+
+@pytest.fixture(scope="module")
+def private_vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevVault]:
+    """A dev server of our own with AppRole enabled, which the shared one may not have."""
+    vault = start_dev_vault(tmp_path_factory.mktemp("bao"))
+    yield vault
+    vault.stop()
+
+
+async def test_an_approle_login_vault_refuses_answers_503_without_tripping_the_vault_breaker(
+    private_vault: DevVault,
+) -> None:
+    role = make_approle(private_vault)
+    breaker = ServiceBreaker("vault", fail_max=FAIL_MAX, reset_timeout=60)
+
+    async with VaultSecretStore.open(
+        addr=private_vault.addr, role_id=role.role_id, secret_id=WRONG_PASSWORD, breaker=breaker
+    ) as store:
+        for _ in range(REFUSED_REQUESTS):
+            with pytest.raises(VaultUnavailableError) as caught:
+                await store.read("postgres")
+            assert WRONG_PASSWORD not in str(caught.value) + repr(caught.value.details)
 
     assert breaker.state == "closed"
