@@ -32,7 +32,7 @@ from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore
 from colima_ref.adapters.rabbitmq import RabbitMqBroker
 from colima_ref.adapters.vault import VaultSecretStore
-from colima_ref.domain.errors import MessageQueueError
+from colima_ref.domain.errors import MessageQueueError, ValidationError
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.integration]
 
@@ -351,7 +351,7 @@ async def test_opening_succeeds_while_the_broker_is_down_and_a_dropped_connectio
     assert info.message_count == 2
 
 
-async def test_a_queue_declared_otherwise_fails_the_publish_and_the_next_publish_still_works(
+async def test_a_queue_declared_otherwise_refuses_the_publish_and_the_next_publish_still_works(
     account: Account, queue: str
 ) -> None:
     connection = await aiormq.connect(account.amqp_url())
@@ -362,12 +362,12 @@ async def test_a_queue_declared_otherwise_fails_the_publish_and_the_next_publish
         await connection.close()
 
     async with broker_on(InMemorySecretStore({"rabbitmq": account.secret()})) as broker:
-        with pytest.raises(MessageQueueError) as caught:
+        with pytest.raises(ValidationError) as caught:
             await broker.publish(queue, b"{}")
         await broker.publish(f"{queue}-durable", b"{}")
 
         assert (await broker.queue_info(f"{queue}-durable")).message_count == 1
-    assert caught.value.details["cause"] == "ChannelPreconditionFailed"
+    assert caught.value.details == {"field": "queue_name", "cause": "ChannelPreconditionFailed"}
 
 
 async def test_a_missing_secret_is_a_queue_error_naming_the_path() -> None:

@@ -32,7 +32,7 @@ from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore
 from colima_ref.adapters.redis import RedisCache, RedisClusterTopology, RedisConnection
 from colima_ref.adapters.vault import VaultSecretStore
-from colima_ref.domain.errors import CacheConnectionError, ResourceNotFoundError
+from colima_ref.domain.errors import CacheConnectionError, ResourceNotFoundError, ValidationError
 from colima_ref.domain.errors import TimeoutError as OperationTimeoutError
 from colima_ref.domain.models import SLOT_COUNT, ClusterNode, Secret, SlotRange
 from colima_ref.domain.slots import distribute
@@ -471,7 +471,7 @@ async def test_a_server_that_never_answers_raises_timeout_error_at_the_operation
     assert 0.4 < elapsed < 1.5
 
 
-async def test_a_command_redis_rejects_is_a_cache_connection_error_naming_the_cause(
+async def test_reading_a_key_that_holds_a_list_is_a_validation_error_naming_the_key(
     private_cluster: PrivateCluster, account: Account
 ) -> None:
     key = f"colima-test:{secrets.token_hex(4)}"
@@ -480,12 +480,12 @@ async def test_a_command_redis_rejects_is_a_cache_connection_error_naming_the_ca
     ) as redis_:
         await redis_.run(lambda client: client.rpush(key, "not a string"), operation="rpush")
         try:
-            with pytest.raises(CacheConnectionError) as caught:
+            with pytest.raises(ValidationError) as caught:
                 await RedisCache(redis_).get(key)
         finally:
             await RedisCache(redis_).delete(key)
 
-    assert caught.value.details == {"service": "redis", "cause": "ResponseError"}
+    assert caught.value.details == {"field": "key", "cause": "ResponseError"}
 
 
 async def test_a_missing_secret_is_a_cache_connection_error_naming_the_path() -> None:

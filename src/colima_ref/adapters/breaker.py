@@ -62,17 +62,21 @@ class BreakerRecorder(Protocol):
 
 
 def counts_as_outage(service: str, exc: BaseException) -> bool:
-    """Whether ``exc`` says ``service`` itself is down: only a ServiceUnavailableError or our
-    TimeoutError that names ``service`` (or no service at all).
+    """Whether ``exc`` says ``service`` itself is down: only a ServiceUnavailableError that is
+    an outage, or our TimeoutError, naming ``service`` (or no service at all).
 
-    A missing secret, an unknown key, a refused validation or an authentication error is an
-    answer, not an outage. Neither is another service's outage: PostgreSQL reading its password
-    from a Vault that is down raises VaultUnavailableError (service ``vault``), which must open
-    Vault's breaker, not PostgreSQL's.
+    An answer is not an outage, whatever its status: a missing secret, an unknown key, input
+    the backend refuses (a 4xx), or a refused login or permission (a 503 with ``outage``
+    False). Neither is another service's outage: PostgreSQL reading its password from a Vault
+    that is down raises VaultUnavailableError (service ``vault``), which must open Vault's
+    breaker, not PostgreSQL's.
     """
-    if isinstance(exc, errors.CircuitBreakerError) or not isinstance(
-        exc, errors.ServiceUnavailableError | errors.TimeoutError
-    ):
+    if isinstance(exc, errors.CircuitBreakerError):
+        return False
+    if isinstance(exc, errors.ServiceUnavailableError):
+        if not exc.outage:
+            return False
+    elif not isinstance(exc, errors.TimeoutError):
         return False
     named = exc.details.get("service")
     return named is None or named == service

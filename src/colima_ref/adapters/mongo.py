@@ -59,7 +59,8 @@ class MongoDocumentDatabase:
     Every call raises DatabaseConnectionError when MongoDB is unreachable within
     ``connect_timeout``, refuses the login or fails the command, and TimeoutError (504) when it
     takes longer than ``operation_timeout``. Errors of the secret store (VaultUnavailableError...)
-    pass through, except a missing secret, which is a DatabaseConnectionError.
+    pass through, except a missing secret, which is a DatabaseConnectionError. A refused login
+    or command (code 18 or 13) and a missing secret are answers, not outages (``outage`` False).
 
     With a ``breaker``, every call but ``check`` passes through it and raises CircuitBreakerError
     while it is open; a health probe always reaches the server, so recovery shows.
@@ -171,6 +172,7 @@ class MongoDocumentDatabase:
                         "MongoDB refused the credentials from the secret store",
                         _cause(exc.__cause__),
                         service=SERVICE,
+                        outage=False,
                     ) from exc.__cause__
         except TimeoutError as exc:
             raise errors.TimeoutError(
@@ -206,6 +208,7 @@ class MongoDocumentDatabase:
                 "The secret store holds no MongoDB credentials",
                 {"secret_path": self._secret_path},
                 service=SERVICE,
+                outage=False,
             ) from exc
         database = secret.data.get("database", "")
         if not database:
@@ -213,6 +216,7 @@ class MongoDocumentDatabase:
                 "The MongoDB secret names no database",
                 {"secret_path": self._secret_path},
                 service=SERVICE,
+                outage=False,
             )
         client = Client(
             host=self._host,
@@ -260,13 +264,16 @@ def _translated() -> Iterator[None]:
             raise errors.TimeoutError(
                 "MongoDB gave up on the command in time", {"service": SERVICE, **_cause(exc)}
             ) from exc
-        reason = (
-            "MongoDB does not let our user run the command"
-            if exc.code == _UNAUTHORIZED
-            else "MongoDB failed the command"
-        )
+        if exc.code == _UNAUTHORIZED:
+            # Our user's roles, not the server's health: no breaker counts it.
+            raise errors.DatabaseConnectionError(
+                "MongoDB does not let our user run the command",
+                {**_cause(exc), "code": exc.code},
+                service=SERVICE,
+                outage=False,
+            ) from exc
         raise errors.DatabaseConnectionError(
-            reason, {**_cause(exc), "code": exc.code}, service=SERVICE
+            "MongoDB failed the command", {**_cause(exc), "code": exc.code}, service=SERVICE
         ) from exc
     except PyMongoError as exc:
         if exc.timeout:

@@ -147,6 +147,7 @@ class MySqlDatabase:
                         "MySQL refused the credentials from the secret store",
                         {"cause": type(exc.__cause__).__name__},
                         service=SERVICE,
+                        outage=False,
                     ) from exc.__cause__
         except TimeoutError as exc:
             raise errors.TimeoutError(
@@ -202,6 +203,7 @@ class MySqlDatabase:
                 "The secret store holds no MySQL credentials",
                 {"secret_path": self._secret_path},
                 service=SERVICE,
+                outage=False,
             ) from exc
         pool: Pool = await asyncmy.create_pool(
             host=self._host,

@@ -164,10 +164,14 @@ class PostgresDatabase:
                 try:
                     return await self._attempt(pool, query)
                 except _LoginRejectedError as exc:
+                    # Not kept: its pool would go on logging in with the refused password, and
+                    # the next call would wait out a checkout before reading the secret again.
+                    await self._discard(pool)
                     raise errors.DatabaseConnectionError(
                         "PostgreSQL refused the credentials from the secret store",
                         _cause(exc.__cause__),
                         service=SERVICE,
+                        outage=False,
                     ) from exc.__cause__
         except TimeoutError as exc:
             raise errors.TimeoutError(
@@ -209,13 +213,22 @@ class PostgresDatabase:
         if rejected is None and self._current is not None:
             return self._current
         async with self._lock:
-            if rejected is not None and self._current is rejected:
-                self._current = None
-                self._credentials.invalidate(self._secret_path)
-                await rejected.pool.close()
+            if rejected is not None:
+                await self._drop(rejected)
             if self._current is None:
                 self._current = await self._build()
             return self._current
+
+    async def _discard(self, rejected: _Pool) -> None:
+        async with self._lock:
+            await self._drop(rejected)
+
+    async def _drop(self, rejected: _Pool) -> None:
+        """Forget ``rejected`` and its credential unless another caller already did (lock held)."""
+        if self._current is rejected:
+            self._current = None
+            self._credentials.invalidate(self._secret_path)
+            await rejected.pool.close()
 
     async def _build(self) -> _Pool:
         try:
@@ -225,6 +238,7 @@ class PostgresDatabase:
                 "The secret store holds no PostgreSQL credentials",
                 {"secret_path": self._secret_path},
                 service=SERVICE,
+                outage=False,
             ) from exc
         login: dict[str, Any] = {
             "host": self._host,

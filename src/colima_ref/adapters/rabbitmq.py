@@ -16,6 +16,7 @@ from aiormq.exceptions import (
     AMQPError,
     ChannelAccessRefused,
     ChannelInvalidStateError,
+    ChannelLockedResource,
     ChannelNotFoundEntity,
     ChannelPreconditionFailed,
     DeliveryError,
@@ -86,7 +87,10 @@ class RabbitMqBroker:
     ``connect_timeout``), refuses the login or the vhost, closes the connection or channel, or
     does not take a message (nack, or returned as unroutable), and TimeoutError (504) when it takes
     longer than ``operation_timeout``. Errors of the secret store (VaultUnavailableError...) pass
-    through, except a missing secret, which is a MessageQueueError.
+    through, except a missing secret, which is a MessageQueueError. A refused login or vhost and
+    a missing secret are answers, not outages (``outage`` False). When RabbitMQ refuses the queue
+    itself (our user may not use the name, or the queue exists not durable or exclusive to
+    another connection), the call raises ValidationError for ``queue_name``.
 
     With a ``breaker``, every call but ``check`` passes through it and raises CircuitBreakerError
     while it is open; a health probe always reaches the server, so recovery shows.
@@ -218,6 +222,7 @@ class RabbitMqBroker:
                         "RabbitMQ refused the credentials from the secret store",
                         _cause(exc.__cause__),
                         service=SERVICE,
+                        outage=False,
                     ) from exc.__cause__
             return self._connection
 
@@ -249,6 +254,7 @@ class RabbitMqBroker:
                 "The secret store holds no RabbitMQ credentials",
                 {"secret_path": self._secret_path},
                 service=SERVICE,
+                outage=False,
             ) from exc
         vhost = secret.data.get("vhost") or self._default_vhost
         return URL.build(
@@ -328,6 +334,10 @@ def _cause(exc: BaseException | None) -> dict[str, str]:
     return {"cause": type(exc).__name__} if exc is not None else {}
 
 
+def _refused_queue(message: str, exc: AMQPChannelError) -> errors.ValidationError:
+    return errors.ValidationError.for_field("queue_name", message, **_cause(exc))
+
+
 @contextmanager
 def _translated() -> Iterator[None]:
     """Turn aiormq's errors into ours. Our messages only: the driver's may quote the URL."""
@@ -343,15 +353,19 @@ def _translated() -> Iterator[None]:
         raise errors.MessageQueueError(
             "RabbitMQ did not take the message", _cause(exc), service=SERVICE
         ) from exc
+    # The channel-level refusals of a queue the client named: answers about that name, which
+    # another name avoids, so client errors that no circuit breaker counts.
     except ChannelAccessRefused as exc:
-        raise errors.MessageQueueError(
-            "RabbitMQ does not let our user use the queue", _cause(exc), service=SERVICE
+        raise _refused_queue(
+            "RabbitMQ does not let our user use a queue of this name", exc
         ) from exc
     except ChannelPreconditionFailed as exc:
-        raise errors.MessageQueueError(
-            "RabbitMQ holds the queue with other settings than durable",
-            _cause(exc),
-            service=SERVICE,
+        raise _refused_queue(
+            "RabbitMQ holds a queue of this name that is not durable", exc
+        ) from exc
+    except ChannelLockedResource as exc:
+        raise _refused_queue(
+            "A queue of this name is exclusive to another connection", exc
         ) from exc
     except AMQPChannelError as exc:
         raise errors.MessageQueueError(
@@ -360,7 +374,7 @@ def _translated() -> Iterator[None]:
     except InvalidFrameError as exc:
         # What aiormq raises when the broker closes the handshake, e.g. for an unknown vhost.
         raise errors.MessageQueueError(
-            "RabbitMQ refused to open the virtual host", _cause(exc), service=SERVICE
+            "RabbitMQ refused to open the virtual host", _cause(exc), service=SERVICE, outage=False
         ) from exc
     except (AMQPError, ChannelInvalidStateError, ConnectionError, OSError) as exc:
         raise errors.MessageQueueError(

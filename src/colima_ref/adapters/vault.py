@@ -120,10 +120,12 @@ def _hvac_client(addr: str, token: str, timeout: float) -> hvac.Client:
 class VaultSecretStore:
     """A SecretStore and HealthProbe over a KV v2 mount.
 
-    ``read`` raises ResourceNotFoundError for a missing or deleted path, and VaultUnavailableError
-    when Vault is down, sealed, times out or refuses our token (``details["reason"]`` says which).
-    With AppRole, a refused call logs in again (one login for all concurrent callers) and is
-    retried once. Build it with ``open``, which also keeps the token renewed in the background.
+    ``read`` raises ResourceNotFoundError for a missing or deleted path, or one our token's
+    policy denies, and VaultUnavailableError when Vault is down, sealed, times out or refuses our
+    token or login (``details["reason"]`` says which; a refusal is an answer, not an outage, so
+    no breaker counts it). With AppRole, a refused call logs in again (one login for all
+    concurrent callers) and is retried once. Build it with ``open``, which also keeps the token
+    renewed in the background.
 
     With a ``breaker``, ``read`` (its login included) passes through it and raises
     CircuitBreakerError while it is open. ``check`` always reaches Vault, so recovery shows, and
@@ -255,10 +257,8 @@ class VaultSecretStore:
         )
 
     async def _authenticated(self, request: Callable[[], T], *, path: str | None = None) -> T:
-        if isinstance(self._auth, TokenAuth):
-            return await self._call(request, path=path)
         generation = self._generation
-        if generation == 0:
+        if isinstance(self._auth, AppRoleAuth) and generation == 0:
             await self._login(self._auth, generation)
             generation = self._generation
         try:
@@ -266,8 +266,28 @@ class VaultSecretStore:
         except VaultUnavailableError as exc:
             if exc.details.get("reason") != PERMISSION_DENIED:
                 raise
+            refusal = exc
+        # Vault answers 403 both to a token it no longer takes and to a path the token's
+        # policy denies. A path read by a client must not cost an AppRole login, nor be
+        # reported as Vault refusing us: a token Vault still takes means the path is denied.
+        if path is not None and await self._token_accepted():
+            raise ResourceNotFoundError(
+                f"No secret at path {path!r} that our Vault token may read",
+                {"secret_path": path, "reason": PERMISSION_DENIED},
+            ) from refusal
+        if isinstance(self._auth, TokenAuth):
+            raise refusal
         await self._login(self._auth, generation)
         return await self._call(request, path=path)
+
+    async def _token_accepted(self) -> bool:
+        try:
+            await self._call(lambda: self._client.auth.token.lookup_self())
+        except VaultUnavailableError as exc:
+            if exc.details.get("reason") == PERMISSION_DENIED:
+                return False
+            raise
+        return True
 
     async def _login(self, auth: AppRoleAuth, seen_generation: int) -> None:
         async with self._login_lock:
@@ -369,6 +389,16 @@ def _unavailable(reason: str, exc: BaseException) -> VaultUnavailableError:
     )
 
 
+def _refused(reason: str, exc: BaseException) -> VaultUnavailableError:
+    # Vault is up and answered: our token or login is refused. No breaker counts it.
+    return VaultUnavailableError(
+        f"Vault refused our request: {reason}",
+        {"reason": reason, "cause": type(exc).__name__},
+        service="vault",
+        outage=False,
+    )
+
+
 @contextlib.contextmanager
 def _translated(path: str | None) -> Iterator[None]:
     try:
@@ -378,7 +408,10 @@ def _translated(path: str | None) -> Iterator[None]:
             raise _unavailable("not found", exc) from exc
         raise ResourceNotFoundError(f"No secret at path {path!r}", {"secret_path": path}) from exc
     except hvac.exceptions.Forbidden as exc:
-        raise _unavailable(PERMISSION_DENIED, exc) from exc
+        raise _refused(PERMISSION_DENIED, exc) from exc
+    except hvac.exceptions.InvalidRequest as exc:
+        # What an AppRole login with a wrong role_id or secret_id gets (400).
+        raise _refused("invalid request", exc) from exc
     except hvac.exceptions.VaultDown as exc:
         raise _unavailable("sealed", exc) from exc
     # Before ConnectionError: requests' ConnectTimeout is both.

@@ -43,6 +43,13 @@ class BaseAPIException(Exception):  # noqa: N818 - the name is part of the publi
 
 
 class ServiceUnavailableError(BaseAPIException):
+    """The request cannot be served now because of ``service``.
+
+    ``outage`` is False when the service is up and answered, refusing us: our login, our
+    permissions, a secret it does not hold. Calling it less would not help it recover, so no
+    circuit breaker counts such an error; only the service's unavailability does.
+    """
+
     status_code = 503
     default_message = "Service is currently unavailable"
 
@@ -53,12 +60,14 @@ class ServiceUnavailableError(BaseAPIException):
         *,
         service: str | None = None,
         retry_after: int | None = None,
+        outage: bool = True,
     ) -> None:
         merged = dict(details or {})
         if service is not None:
             merged.setdefault("service", service)
         super().__init__(message, merged)
         self.retry_after = retry_after
+        self.outage = outage
 
     @property
     def service(self) -> str | None:

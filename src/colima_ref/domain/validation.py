@@ -21,6 +21,7 @@ MAX_CACHE_VALUE_LENGTH = 10_000
 MIN_TTL = 1
 MAX_TTL = 86_400
 MAX_QUEUE_NAME_LENGTH = 100
+RESERVED_QUEUE_PREFIX = "amq."
 MAX_MESSAGE_BYTES = 1_048_576
 
 # Explicit ASCII classes: \w would also accept letters and digits from any script.
@@ -111,16 +112,27 @@ def ttl(value: str | None) -> int | None:
 
 
 def queue_name(value: str | None) -> str:
-    """A queue name: required, 1-100 of ``[a-zA-Z0-9_.-]``. Raises ValidationError."""
+    """A queue name: required, 1-100 of ``[a-zA-Z0-9_.-]``, not starting with ``amq.``.
+
+    RabbitMQ reserves the ``amq.`` prefix (case-sensitive) for its own queues and refuses to
+    declare one, so such a name is refused here rather than by the broker. Raises
+    ValidationError.
+    """
     if value is None:
         raise ValidationError.for_field("queue_name", "queue_name is required")
-    return _name(
+    name = _name(
         "queue_name",
         value,
         _QUEUE_NAME,
         MAX_QUEUE_NAME_LENGTH,
         "letters, digits, '_', '.' and '-'",
     )
+    if name.startswith(RESERVED_QUEUE_PREFIX):
+        raise ValidationError.for_field(
+            "queue_name",
+            f"queue_name must not start with {RESERVED_QUEUE_PREFIX!r}: RabbitMQ reserves it",
+        )
+    return name
 
 
 def message(body: bytes) -> dict[str, object]:

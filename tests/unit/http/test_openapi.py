@@ -189,7 +189,7 @@ def test_parameters_carry_the_specified_rules() -> None:
     assert params["CacheValue"]["maxLength"] == 10000
     assert (params["CacheTtl"]["minimum"], params["CacheTtl"]["maximum"]) == (1, 86400)
     for queue in ("QueueNameQuery", "QueueNamePath"):
-        assert params[queue]["pattern"] == "^[a-zA-Z0-9_.-]+$"
+        assert params[queue]["pattern"] == "^(?!amq\\.)[a-zA-Z0-9_.-]+$"
         assert (params[queue]["minLength"], params[queue]["maxLength"]) == (1, 100)
 
 

@@ -23,6 +23,16 @@ from colima_ref.domain import errors
 SERVICE = "redis"
 _VAULT_PATH = "redis-1"
 
+# Replies that say the cluster or node cannot serve now (down, failing over, loading, full),
+# not that it refuses this command: outages, unlike every other ResponseError.
+_UNAVAILABLE_REPLIES = (
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.AskError,
+    redis_errors.ReadOnlyError,
+    redis_errors.OutOfMemoryError,
+)
+
 T = TypeVar("T")
 Client = Redis | RedisCluster
 Address = tuple[str, int]
@@ -68,9 +78,11 @@ class RedisConnection:
     ``run`` raises CacheConnectionError (service "redis") when Redis is unreachable, refuses the
     login or rejects the command, and TimeoutError (504) past ``operation_timeout``. Errors of
     the secret store (VaultUnavailableError...) pass through, except a missing secret, which is
-    a CacheConnectionError. With ``breakers``, every command but a health probe's passes through
-    the breaker of the node it is for (see `run`) and raises CircuitBreakerError while that one
-    is open, so a failing master does not stop the commands the others answer.
+    a CacheConnectionError. A refused login or command and a missing secret are answers, not
+    outages (``outage`` False); a command on a key holding another type than a string (WRONGTYPE)
+    raises ValidationError for ``key``. With ``breakers``, every command but a health probe's
+    passes through the breaker of the node it is for (see `run`) and raises CircuitBreakerError
+    while that one is open, so a failing master does not stop the commands the others answer.
     """
 
     nodes: tuple[Address, ...] = attrs.field(converter=_addresses)
@@ -221,6 +233,7 @@ class RedisConnection:
                         "Redis refused the credentials from the secret store",
                         _cause(exc.__cause__),
                         service=SERVICE,
+                        outage=False,
                     ) from exc.__cause__
         except TimeoutError as exc:
             raise errors.TimeoutError(
@@ -257,6 +270,7 @@ class RedisConnection:
                 "The secret store holds no Redis credentials",
                 {"secret_path": self._secret_path},
                 service=SERVICE,
+                outage=False,
             ) from exc
         login: dict[str, Any] = {
             "username": secret.data.get("user") or None,
@@ -295,6 +309,11 @@ def _refused_login(exc: BaseException) -> BaseException | None:
     return None
 
 
+def _reply_of(exc: Exception) -> str:
+    # A pipeline's error quotes the failed command, client input included, before Redis's reply.
+    return str(exc).rpartition("caused error: ")[2].lstrip("('\"")
+
+
 def _raise_translated(exc: Exception) -> NoReturn:
     """Raise our error for redis-py's ``exc``. Our messages only: the driver's may name the server.
 
@@ -308,8 +327,18 @@ def _raise_translated(exc: Exception) -> NoReturn:
         raise errors.TimeoutError(
             "Redis did not answer in time", {"service": SERVICE, **_cause(exc)}
         ) from exc
-    if isinstance(exc, redis_errors.ResponseError):
+    if isinstance(exc, _UNAVAILABLE_REPLIES):
         raise errors.CacheConnectionError(
-            "Redis rejected the command", _cause(exc), service=SERVICE
+            "Redis cannot serve the command now", _cause(exc), service=SERVICE
+        ) from exc
+    if isinstance(exc, redis_errors.ResponseError):
+        # An answer about this command, so no breaker counts it. Of the input our commands
+        # carry, Redis can refuse only a key that holds another type.
+        if _reply_of(exc).startswith("WRONGTYPE "):
+            raise errors.ValidationError.for_field(
+                "key", "The key holds a value that is not a string", **_cause(exc)
+            ) from exc
+        raise errors.CacheConnectionError(
+            "Redis rejected the command", _cause(exc), service=SERVICE, outage=False
         ) from exc
     raise errors.CacheConnectionError("Redis is unreachable", _cause(exc), service=SERVICE) from exc

@@ -1,0 +1,66 @@
+"""After PostgreSQL refuses the login twice, the adapter keeps no pool of the refused password:
+the call after the secret is fixed reads it at once instead of waiting out a pool checkout.
+
+The shared PostgreSQL trusts local logins, so this runs on a private scram-sha-256 server
+(`test_postgres_adapter.PrivateServer`).
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from live_support import free_port, skip_or_fail
+from test_postgres_adapter import PG_BIN, PrivateServer
+
+from colima_ref.adapters.credentials import CredentialSource
+from colima_ref.adapters.memory import InMemorySecretStore
+from colima_ref.adapters.postgres import PostgresDatabase
+from colima_ref.domain import errors
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+CONNECT_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PrivateServer]:
+    if not (PG_BIN / "initdb").exists():
+        skip_or_fail(f"no initdb in {PG_BIN} to start a private PostgreSQL; set PG_BIN")
+    workdir = Path(tempfile.mkdtemp(prefix="colima-refused-pg-"))
+    server = PrivateServer(free_port(), secrets.token_urlsafe(18), workdir=workdir)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir)
+
+
+async def test_the_call_after_the_secret_is_fixed_is_served_without_a_pool_wait(
+    server: PrivateServer,
+) -> None:
+    right = {"user": "postgres", "password": str(server.admin_password), "database": "postgres"}
+    store = InMemorySecretStore(secrets={"postgres": {**right, "password": "wrong"}})
+    async with PostgresDatabase.open(
+        host="127.0.0.1",
+        port=server.port,
+        credentials=CredentialSource(store),
+        connect_timeout=CONNECT_TIMEOUT,
+    ) as database:
+        with pytest.raises(errors.DatabaseConnectionError) as refused:
+            await database.current_timestamp()
+        store.put("postgres", right)
+        started = time.monotonic()
+        result = await database.current_timestamp()
+        served_in = time.monotonic() - started
+
+    assert "refused the credentials" in refused.value.message
+    assert result.query == "SELECT current_timestamp"
+    assert served_in < CONNECT_TIMEOUT / 2
