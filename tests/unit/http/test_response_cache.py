@@ -95,15 +95,6 @@ def test_a_cached_secret_expires_after_300_seconds(cached_client: TestClient, cl
     assert cached_client.get(SECRET).headers["X-Cache"] == "MISS"
 
 
-def test_health_all_is_cached_for_30_seconds(cached_client: TestClient, clock: Clock) -> None:
-    cached_client.get("/health/all")
-    clock.now += 29
-    assert cached_client.get("/health/all").headers["X-Cache"] == "HIT"
-
-    clock.now += 2
-    assert cached_client.get("/health/all").headers["X-Cache"] == "MISS"
-
-
 def test_routes_without_a_ttl_are_never_cached(cached_client: TestClient) -> None:
     cached_client.post("/examples/cache/k?value=v")
 

@@ -32,10 +32,11 @@ NAMESPACE = "cache:"
 MAX_KEY_LENGTH = 200
 CACHE_CALL_TIMEOUT = 0.5  # seconds; a slow cache must cost less than the backend call it saves
 MAX_CACHED_BODY = 1024 * 1024
+# Only answers that are the same whichever process gives them: a health report is not
+# (routes/health.py keeps its own, in process).
 DEFAULT_TTLS: Mapping[str, int] = {
     "/examples/vault/secret/{service_name}": 300,
     "/examples/vault/secret/{service_name}/{key}": 300,
-    "/health/all": 30,
 }
 CACHE_HEADER = "X-Cache"
 # What a rotated credential may make stale: the Vault routes show a secret's harmless fields
