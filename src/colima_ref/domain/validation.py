@@ -135,17 +135,22 @@ def queue_name(value: str | None) -> str:
 
 
 def node_name(value: str) -> str:
-    """A Redis node: ``redis-N`` or ``host:port``, 1-255 of ``[a-zA-Z0-9_.:-]``.
-
-    Raises ValidationError.
+    """A Redis node: ``redis-N`` or ``host:port``, 1-255 of ``[a-zA-Z0-9_.:-]``, a port
+    without a leading zero (``:07001`` would name port 7001). Raises ValidationError.
     """
-    return _name(
+    name = _name(
         "node_name",
         value,
         _NODE_NAME,
         MAX_NODE_NAME_LENGTH,
         "letters, digits, '_', '.', ':' and '-'",
     )
+    _, colon, port = name.rpartition(":")
+    if colon and port.startswith("0"):
+        raise ValidationError.for_field(
+            "node_name", "node_name must write its port without a leading zero"
+        )
+    return name
 
 
 def message(body: bytes) -> dict[str, object]:

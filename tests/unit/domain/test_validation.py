@@ -110,6 +110,16 @@ def test_a_cache_key_with_inner_whitespace_is_rejected() -> None:
     rejected(validation.cache_key, " user 123 ")
 
 
+@pytest.mark.parametrize("name", ["redis-1", "127.0.0.1:7001", "::1:7001", "cache.internal:6379"])
+def test_a_node_name_or_address_is_used_as_given(name: str) -> None:
+    assert validation.node_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["127.0.0.1:07001", "redis-1:0", "::1:0007001"])
+def test_a_node_port_with_a_leading_zero_is_refused_not_read_as_another_port(name: str) -> None:
+    assert rejected(validation.node_name, name).details == {"field": "node_name"}
+
+
 def test_a_parameter_given_once_or_not_at_all_is_its_value_or_none() -> None:
     assert validation.single("value", ["x "]) == "x "
     assert validation.single("value", []) is None

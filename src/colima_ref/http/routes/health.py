@@ -70,7 +70,7 @@ async def all_services(request: Request) -> Response:
 
 
 def _breaker_states(breakers: Mapping[str, BreakerStatus]) -> Hashable:
-    return tuple(breaker.snapshot()["state"] for breaker in breakers.values())
+    return tuple([breaker.snapshot()["state"] for breaker in breakers.values()])
 
 
 async def _all_services_body(
