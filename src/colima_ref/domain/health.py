@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
-from typing import Literal
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from typing import Generic, Literal, TypeVar
 
 import attrs
 
@@ -20,6 +20,7 @@ from colima_ref.domain.shared_runs import SharedRuns
 from colima_ref.ports.probes import HealthProbe
 
 OverallStatus = Literal["healthy", "degraded", "unhealthy"]
+Report = TypeVar("Report")
 
 BUDGET_EXHAUSTED = "health check budget exhausted"
 
@@ -76,6 +77,10 @@ async def _run(probe: HealthProbe, timeout: float) -> CheckResult:  # noqa: ASYN
     return CheckResult(health=health, latency_ms=(time.perf_counter() - started) * 1000)
 
 
+def _nothing() -> None:
+    return None
+
+
 def _release(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -123,8 +128,12 @@ class ProbeRuns:
     run ends: the next check runs the probe again. A run ends when its probe answers, when the
     timeout of the check that started it expires, or when every check waiting for it has given
     up; a check that gives up alone leaves the run to the others.
+
+    ``on_failure`` is called whenever a check gets an unhealthy or late result, so that a
+    report kept elsewhere (`RecentReport.drop`) is not served past a failure.
     """
 
+    on_failure: Callable[[], None] = _nothing
     _shared: SharedRuns[int, CheckResult] = attrs.field(factory=SharedRuns, init=False)
 
     async def results(
@@ -144,10 +153,13 @@ class ProbeRuns:
         finally:
             for probe, run in zip(probes, joined, strict=True):
                 shared.leave(id(probe), run)
-        return [
+        results = [
             run.task.result() if run.task.done() and not run.task.cancelled() else None
             for run in joined
         ]
+        if any(result is None or not result.health.healthy for result in results):
+            self.on_failure()
+        return results
 
 
 async def check_one(
@@ -205,3 +217,49 @@ async def check_all(
         status=aggregate({name: result.health for name, result in services.items()}),
         services=services,
     )
+
+
+@attrs.define
+class RecentReport(Generic[Report]):
+    """The last report this process built, served again for up to ``ttl`` seconds.
+
+    Kept in process memory only, never in a shared store: a report describes the services as
+    this process reaches them, and another process may reach them differently. A report is
+    served again only while the breaker states it was built with (``built_with``) are the
+    ones read now; `drop` forgets it (a failed check elsewhere), and a report whose run
+    overlapped a drop is not kept at all. Overlapping builds share one run (`SharedRuns`).
+    ``ttl`` 0 keeps nothing.
+    """
+
+    ttl: float
+    clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False)
+    _kept: tuple[float, Hashable, Report] | None = attrs.field(default=None, init=False)
+    _generation: int = attrs.field(default=0, init=False)
+    _runs: SharedRuns[None, Report] = attrs.field(factory=SharedRuns, init=False, repr=False)
+
+    async def get(
+        self,
+        built_with: Callable[[], Hashable],
+        build: Callable[[], Awaitable[tuple[Report, Hashable]]],
+    ) -> Report:
+        """The kept report if it is fresh and ``built_with()`` still matches, else one built
+        now by ``build``, which returns the report and what it was built with."""
+        kept = self._kept
+        if kept is not None:
+            expires_at, kept_with, report = kept
+            if self.clock() < expires_at and built_with() == kept_with:
+                return report
+            self._kept = None
+        return await self._runs.call(None, self._build, build)
+
+    def drop(self) -> None:
+        """Forget the kept report, and the one a run in flight would keep."""
+        self._kept = None
+        self._generation += 1
+
+    async def _build(self, build: Callable[[], Awaitable[tuple[Report, Hashable]]]) -> Report:
+        generation = self._generation
+        report, kept_with = await build()
+        if self.ttl > 0 and generation == self._generation:
+            self._kept = (self.clock() + self.ttl, kept_with, report)
+        return report

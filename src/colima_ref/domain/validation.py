@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -22,12 +23,15 @@ MIN_TTL = 1
 MAX_TTL = 86_400
 MAX_QUEUE_NAME_LENGTH = 100
 RESERVED_QUEUE_PREFIX = "amq."
+MAX_NODE_NAME_LENGTH = 255
 MAX_MESSAGE_BYTES = 1_048_576
 
 # Explicit ASCII classes: \w would also accept letters and digits from any script.
 _NAME = re.compile(r"[a-zA-Z0-9_-]+")
 _CACHE_KEY = re.compile(r"[a-zA-Z0-9_:.-]+")
 _QUEUE_NAME = re.compile(r"[a-zA-Z0-9_.-]+")
+# A node's name (redis-1) or its host:port as the cluster reports it.
+_NODE_NAME = re.compile(r"[a-zA-Z0-9_.:-]+")
 # Leading zeros are split off so the length check below can bound the digits before int() sees
 # them (Python refuses to convert more than 4300 digits).
 _INTEGER = re.compile(r"([+-]?)0*([0-9]+)")
@@ -48,6 +52,16 @@ def _name(field: str, value: str, pattern: re.Pattern[str], max_length: int, all
     return value
 
 
+def single(field: str, values: Sequence[str]) -> str | None:
+    """The value of a parameter given at most once; None when it is absent.
+
+    A parameter given twice is ambiguous, so neither value is picked. Raises ValidationError.
+    """
+    if len(values) > 1:
+        raise ValidationError.for_field(field, f"{field} must be given at most once")
+    return values[0] if values else None
+
+
 def service_name(value: str) -> str:
     """A Vault service name: 1-50 of ``[a-zA-Z0-9_-]``. Raises ValidationError."""
     return _name(
@@ -65,13 +79,10 @@ def secret_key(value: str) -> str:
 
 
 def cache_key(value: str) -> str:
-    """A cache key, stripped of surrounding whitespace, then 1-200 of ``[a-zA-Z0-9_:.-]``.
-
-    Raises ValidationError.
-    """
+    """A cache key: 1-200 of ``[a-zA-Z0-9_:.-]``, used as given. Raises ValidationError."""
     return _name(
         "key",
-        value.strip(),
+        value,
         _CACHE_KEY,
         MAX_CACHE_KEY_LENGTH,
         "letters, digits, '_', ':', '.' and '-'",
@@ -131,6 +142,25 @@ def queue_name(value: str | None) -> str:
         raise ValidationError.for_field(
             "queue_name",
             f"queue_name must not start with {RESERVED_QUEUE_PREFIX!r}: RabbitMQ reserves it",
+        )
+    return name
+
+
+def node_name(value: str) -> str:
+    """A Redis node: ``redis-N`` or ``host:port``, 1-255 of ``[a-zA-Z0-9_.:-]``, a port
+    without a leading zero (``:07001`` would name port 7001). Raises ValidationError.
+    """
+    name = _name(
+        "node_name",
+        value,
+        _NODE_NAME,
+        MAX_NODE_NAME_LENGTH,
+        "letters, digits, '_', '.', ':' and '-'",
+    )
+    _, colon, port = name.rpartition(":")
+    if colon and port.startswith("0"):
+        raise ValidationError.for_field(
+            "node_name", "node_name must write its port without a leading zero"
         )
     return name
 

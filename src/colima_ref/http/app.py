@@ -12,8 +12,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Lifespan
 
 from colima_ref import __version__
-from colima_ref.domain.health import ProbeRuns
-from colima_ref.domain.shared_runs import SharedRuns
+from colima_ref.domain.health import ProbeRuns, RecentReport
 from colima_ref.http import docs
 from colima_ref.http.errors import exception_handlers
 from colima_ref.http.indexed_router import IndexedRouter
@@ -156,6 +155,10 @@ def create_app(
     )
     app.state.readiness = readiness
     app.state.response_cache = responses
-    app.state.probe_runs = ProbeRuns()
-    app.state.health_reports = SharedRuns()
+    # Health reports stay in this process: another one may reach the services differently.
+    reports: RecentReport[tuple[int, bytes]] = RecentReport(
+        ttl=health.REPORT_TTL if settings.response_cache_enabled else 0
+    )
+    app.state.probe_runs = ProbeRuns(on_failure=reports.drop)
+    app.state.health_reports = reports
     return app

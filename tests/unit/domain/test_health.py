@@ -10,7 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from colima_ref.domain.errors import DatabaseConnectionError, VaultUnavailableError
-from colima_ref.domain.health import BUDGET_EXHAUSTED, ProbeRuns, aggregate, check_all, check_one
+from colima_ref.domain.health import (
+    BUDGET_EXHAUSTED,
+    ProbeRuns,
+    RecentReport,
+    aggregate,
+    check_all,
+    check_one,
+)
 from colima_ref.domain.models import ServiceHealth
 from colima_ref.ports.probes import HealthProbe
 
@@ -392,3 +399,93 @@ async def test_a_check_after_a_run_ended_runs_the_probe_again() -> None:
     await check_all({"vault": probe}, runs=runs)
 
     assert calls == 3
+
+
+async def test_a_failed_or_late_check_is_told_and_a_healthy_one_is_not() -> None:
+    told: list[str] = []
+    runs = ProbeRuns(on_failure=lambda: told.append("failure"))
+
+    await check_one(AnsweringProbe(HEALTHY), runs=runs)
+    assert told == []
+    await check_one(RaisingProbe(DatabaseConnectionError("down")), runs=runs)
+    await check_all({"slow": SleepingProbe(1)}, timeout=0.01, runs=runs)
+
+    assert told == ["failure", "failure"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Builder:
+    """Builds numbered reports, each with the breaker states it is told to report."""
+
+    def __init__(self) -> None:
+        self.built = 0
+        self.states: tuple[str, ...] = ("closed",)
+        self.gate: asyncio.Event | None = None
+
+    def current(self) -> tuple[str, ...]:
+        return self.states
+
+    async def build(self) -> tuple[int, tuple[str, ...]]:
+        states = self.states
+        if self.gate is not None:
+            await self.gate.wait()
+        self.built += 1
+        return self.built, states
+
+
+async def test_a_recent_report_is_served_again_until_its_ttl_ends() -> None:
+    clock, builder = Clock(), Builder()
+    reports: RecentReport[int] = RecentReport(ttl=1.0, clock=clock)
+
+    served = [await reports.get(builder.current, builder.build)]
+    clock.now += 0.99
+    served.append(await reports.get(builder.current, builder.build))
+    clock.now += 0.01
+    served.append(await reports.get(builder.current, builder.build))
+
+    assert served == [1, 1, 2]
+
+
+async def test_a_breaker_changing_state_or_a_drop_means_a_new_report() -> None:
+    builder = Builder()
+    reports: RecentReport[int] = RecentReport(ttl=60.0, clock=Clock())
+    await reports.get(builder.current, builder.build)
+
+    builder.states = ("open",)
+    after_transition = await reports.get(builder.current, builder.build)
+    reports.drop()
+    after_drop = await reports.get(builder.current, builder.build)
+    kept = await reports.get(builder.current, builder.build)
+
+    assert (after_transition, after_drop, kept) == (2, 3, 3)
+
+
+async def test_a_report_built_across_a_drop_is_served_once_but_not_kept() -> None:
+    """It may predate the failure the drop stands for."""
+    builder = Builder()
+    builder.gate = asyncio.Event()
+    reports: RecentReport[int] = RecentReport(ttl=60.0, clock=Clock())
+    first = asyncio.create_task(reports.get(builder.current, builder.build))
+    await settle()
+
+    reports.drop()
+    builder.gate.set()
+    served = [await first, await reports.get(builder.current, builder.build)]
+
+    assert served == [1, 2]
+
+
+async def test_a_ttl_of_zero_keeps_nothing() -> None:
+    builder = Builder()
+    reports: RecentReport[int] = RecentReport(ttl=0, clock=Clock())
+
+    served = [await reports.get(builder.current, builder.build) for _ in range(3)]
+
+    assert served == [1, 2, 3]

@@ -50,11 +50,15 @@ def test_deleting_a_key_reports_whether_it_existed(client: TestClient) -> None:
     assert client.get("/examples/cache/temp:data").json()["exists"] is False
 
 
-def test_whitespace_around_a_key_is_stripped(client: TestClient) -> None:
+def test_whitespace_around_a_key_is_refused_and_the_bare_key_left_alone(
+    client: TestClient, error_body: ErrorBody
+) -> None:
+    client.post("/examples/cache/k1", params={"value": "kept"})
+
     response = client.post("/examples/cache/%20%20k1%20", params={"value": "v"})
 
-    assert response.json()["key"] == "k1"
-    assert client.get("/examples/cache/k1").json()["value"] == "v"
+    assert error_body(response, 422, "ValidationError")["details"]["field"] == "key"
+    assert client.get("/examples/cache/k1").json()["value"] == "kept"
 
 
 @pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])

@@ -1,13 +1,16 @@
-"""Body size and Content-Type rules, enforced before routing."""
+"""Request-target, body size and Content-Type rules, enforced before routing."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
+from urllib.parse import unquote_to_bytes
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colima_ref.http.errors import error_name, error_response
+from colima_ref.http.route_match import match_route
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 ALLOWED_MEDIA_TYPES = frozenset(
@@ -22,6 +25,10 @@ EXEMPT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 EXEMPT_PATHS = frozenset({"/metrics", "/docs", "/redoc", "/openapi.json"})
 EXEMPT_PREFIXES = ("/health/",)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+_ENCODED_SLASH = re.compile(rb"%2f", re.IGNORECASE)
+# An escape of a byte past ASCII, the only kind that can fail to decode as UTF-8.
+_ESCAPED_HIGH_BYTE = re.compile(rb"%[89a-f]", re.IGNORECASE)
 
 
 class _BodyTooLargeError(HTTPException):
@@ -41,6 +48,48 @@ def _headers_of(scope: Scope) -> dict[bytes, bytes]:
     return {name: value for name, value in scope["headers"]}
 
 
+def _percent_encoded_utf8(raw: bytes) -> bool:
+    if not raw.isascii():
+        return False
+    # Most targets have no escape at all, or only ASCII ones: a substring test, not a decode.
+    if b"%" not in raw or _ESCAPED_HIGH_BYTE.search(raw) is None:
+        return True
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def target_problem(scope: Scope) -> tuple[str, str] | None:
+    """The field and the rule a request's path or query string breaks, or None.
+
+    The ASGI server has already decoded the path, so what it cannot pass on as sent is refused
+    here rather than routed: a control character (Starlette's route patterns end in ``$``,
+    which also matches before a final newline, so ``/health/all%0A`` would be served as
+    ``/health/all``), an encoded slash (``%2F`` would become a separator between path params)
+    and escapes that are not UTF-8 (decoded as U+FFFD, in the query string too).
+    """
+    raw_path = scope.get("raw_path")
+    if raw_path is not None and not (raw_path.isascii() and b"%" not in raw_path):
+        if not _percent_encoded_utf8(raw_path):
+            return "path", "path must be percent-encoded UTF-8"
+        if _ENCODED_SLASH.search(raw_path):
+            return "path", "path must not contain an encoded '/'"
+    path: str = scope["path"]
+    # isprintable() is False for every control character (and for some other characters,
+    # which the search then lets through): one C loop on the common path, no regex.
+    if not path.isprintable() and _CONTROL_CHARACTER.search(path):
+        params = match_route(scope)[1]
+        field = next(
+            (name for name, value in params.items() if _CONTROL_CHARACTER.search(value)), "path"
+        )
+        return field, f"{field} must not contain control characters"
+    if not _percent_encoded_utf8(scope.get("query_string", b"")):
+        return "query", "query string must be percent-encoded UTF-8"
+    return None
+
+
 def _content_length(headers: dict[bytes, bytes]) -> int | None:
     raw = headers.get(b"content-length")
     if raw is None or not raw.isdigit():
@@ -49,13 +98,15 @@ def _content_length(headers: dict[bytes, bytes]) -> int | None:
 
 
 class RequestValidationMiddleware:
-    """413 for a body over ``max_body_bytes``, 400 for a body without Content-Type, 415 for a
-    Content-Type outside ``ALLOWED_MEDIA_TYPES``, each with the uniform error body.
+    """422 for a path or query string that cannot be used as sent (`target_problem`), 413 for
+    a body over ``max_body_bytes``, 400 for a body without Content-Type, 415 for a Content-Type
+    outside ``ALLOWED_MEDIA_TYPES``, each with the uniform error body.
 
     A declared Content-Length over the limit is refused before a byte is read. A chunked body
     is counted while the app reads it, so no more than the limit is ever held; crossing it
     raises a 413 HTTPException inside the app's ``receive`` (answered by the app's handler, or
-    here when the app has none). GET, HEAD, OPTIONS, the docs, /metrics and /health/* are exempt.
+    here when the app has none). GET, HEAD, OPTIONS, the docs, /metrics and /health/* are exempt
+    from the body rules, never from the target rules.
     """
 
     def __init__(
@@ -70,7 +121,22 @@ class RequestValidationMiddleware:
         self.allowed_media_types = frozenset(allowed_media_types)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self._exempt(scope):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        target = target_problem(scope)
+        if target is not None:
+            field, rule = target
+            refusal = error_response(
+                scope.get("state", {}).get("request_id"),
+                error="ValidationError",
+                message=rule,
+                status_code=422,
+                details={"field": field},
+            )
+            await refusal(scope, receive, send)
+            return
+        if self._exempt(scope):
             await self.app(scope, receive, send)
             return
 

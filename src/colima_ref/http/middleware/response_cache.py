@@ -1,6 +1,8 @@
 """Response caching over the Cache port, for the routes whose answers may be a little stale.
 
-Keys read ``cache:<route template>:<path params>?<sorted query>``. Every template starts with
+Keys read ``cache:<route template>:<path params>?<sorted query>``, where the query holds only
+the parameters the route declares: a junk parameter neither splits a route's entry nor fills the
+cache with one entry per query string. Every template starts with
 ``/``, a character user keys of /examples/cache never contain, so the two never collide; past
 200 characters the params part is MD5-hashed while the template stays readable, so pattern
 invalidation (``cache:/examples/vault/*``) still finds hashed keys.
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -30,10 +32,11 @@ NAMESPACE = "cache:"
 MAX_KEY_LENGTH = 200
 CACHE_CALL_TIMEOUT = 0.5  # seconds; a slow cache must cost less than the backend call it saves
 MAX_CACHED_BODY = 1024 * 1024
+# Only answers that are the same whichever process gives them: a health report is not
+# (routes/health.py keeps its own, in process).
 DEFAULT_TTLS: Mapping[str, int] = {
     "/examples/vault/secret/{service_name}": 300,
     "/examples/vault/secret/{service_name}/{key}": 300,
-    "/health/all": 30,
 }
 CACHE_HEADER = "X-Cache"
 # What a rotated credential may make stale: the Vault routes show a secret's harmless fields
@@ -46,10 +49,19 @@ _OUTAGE = (ServiceUnavailableError, OperationTimeoutError, TimeoutError)
 _log = structlog.get_logger("colima_ref.http.response_cache")
 
 
-def cache_key(template: str, path_params: Mapping[str, Any], query_string: bytes) -> str:
-    """The cache key of one response: template, path params and sorted query params."""
+def cache_key(
+    template: str,
+    path_params: Mapping[str, Any],
+    query_string: bytes = b"",
+    declared: Collection[str] = (),
+) -> str:
+    """The cache key of one response: template, path params and the sorted query params the
+    route ``declared``; any other query param is left out."""
     path = "&".join(f"{name}={path_params[name]}" for name in sorted(path_params))
-    query = urlencode(sorted(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)))
+    query = ""
+    if declared and query_string:
+        pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+        query = urlencode(sorted(pair for pair in pairs if pair[0] in declared))
     params = f"{path}?{query}"
     key = f"{NAMESPACE}{template}:{params}"
     if len(key) <= MAX_KEY_LENGTH:
@@ -166,7 +178,8 @@ class ResponseCacheMiddleware:
     the client saw it. Concurrent misses of one key wait for one computation (single flight).
     A cache that fails or is slow is treated as a miss and the answer is served uncached.
     Responses of cached routes carry ``X-Cache: HIT`` or ``MISS``. The cache is the
-    ``services.cache`` of the app's lifespan state.
+    ``services.cache`` of the app's lifespan state. ``query_params`` names the query parameters
+    a cached route's answer depends on (none when it is not listed); only they are in its key.
 
     In front of it, each process keeps what it served for up to ``near_ttl`` seconds
     (`NearCache`): a hit then costs no round trip to the cache, and another process's
@@ -180,6 +193,7 @@ class ResponseCacheMiddleware:
         app: ASGIApp,
         *,
         ttls: Mapping[str, int] = DEFAULT_TTLS,
+        query_params: Mapping[str, Collection[str]] | None = None,
         near_ttl: float = NEAR_TTL,
         on_hit: Callable[[str], None] = _ignore,
         on_miss: Callable[[str], None] = _ignore,
@@ -188,6 +202,9 @@ class ResponseCacheMiddleware:
     ) -> None:
         self.app = app
         self.ttls = dict(ttls)
+        self.query_params = {
+            template: frozenset(names) for template, names in (query_params or {}).items()
+        }
         self.on_hit = on_hit
         self.on_miss = on_miss
         self.responses = responses or CachedResponses(near_ttl, on_invalidated)
@@ -203,7 +220,12 @@ class ResponseCacheMiddleware:
         if ttl is None:
             await self.app(scope, receive, send)
             return
-        key = cache_key(template, path_params, scope.get("query_string", b""))
+        key = cache_key(
+            template,
+            path_params,
+            scope.get("query_string", b""),
+            self.query_params.get(template, ()),
+        )
         near = self._near.get(key) if self._near is not None else None
         if near is not None:
             self.on_hit(template)

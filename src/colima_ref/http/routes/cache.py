@@ -22,8 +22,9 @@ class CacheEntryEndpoint(HTTPEndpoint):
 
     async def post(self, request: Request) -> JSONResponse:
         key = validation.cache_key(request.path_params["key"])
-        value = validation.cache_value(request.query_params.get("value"))
-        ttl = validation.ttl(request.query_params.get("ttl"))
+        query = request.query_params
+        value = validation.cache_value(validation.single("value", query.getlist("value")))
+        ttl = validation.ttl(validation.single("ttl", query.getlist("ttl")))
         await services(request).cache.set(key, value, ttl)
         return JSONResponse({"key": key, "value": value, "ttl": ttl, "action": "set"})
 

@@ -5,12 +5,14 @@ or while a service named in READINESS_SERVICES is unhealthy. ``/health/all`` and
 ``/health/{service}`` probe the backends; each service's report carries its circuit breaker's
 state under ``circuit_breaker``. Probes bypass the breakers (docs/health.md says why), and
 concurrent checks of one service share one probe run; overlapping ``/health/all`` requests share
-one report.
+one report, which the process serves again for up to ``REPORT_TTL`` seconds unless a breaker
+has changed state or a check has failed since (`RecentReport`). Never from the shared cache:
+each process reports the services as it reaches them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from functools import partial
 from typing import Any
 
@@ -18,8 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from colima_ref.domain.health import CheckResult, ProbeRuns, check_all, check_one
-from colima_ref.domain.shared_runs import SharedRuns
+from colima_ref.domain.health import CheckResult, ProbeRuns, RecentReport, check_all, check_one
 from colima_ref.http.convert import converter
 from colima_ref.http.json_response import ConstantJSONEndpoint, JSONResponse, render_json
 from colima_ref.http.readiness import readiness
@@ -29,6 +30,8 @@ from colima_ref.ports.services import SERVICE_NAMES, Services
 
 CHECK_TIMEOUT = 2.0
 CHECK_BUDGET = 3.0
+# Short enough that an outage nothing else notices still shows within REPORT_TTL + CHECK_TIMEOUT.
+REPORT_TTL = 1.0
 
 
 # Liveness answers the same bytes every time; orchestrators ask often.
@@ -57,22 +60,34 @@ async def ready(request: Request) -> JSONResponse:
 async def all_services(request: Request) -> Response:
     # Concurrent requests share one report, rendered once: under load, per-request aggregation,
     # breaker snapshots and rendering were most of what /health/all cost over a single check.
-    reports: SharedRuns[str, tuple[int, bytes]] = request.app.state.health_reports
-    status_code, content = await reports.call(
-        "all", _all_services_body, services(request), _probe_runs(request)
+    reports: RecentReport[tuple[int, bytes]] = request.app.state.health_reports
+    bundle = services(request)
+    status_code, content = await reports.get(
+        partial(_breaker_states, bundle.breakers),
+        partial(_all_services_body, bundle, _probe_runs(request)),
     )
     return Response(content, status_code=status_code, media_type=JSONResponse.media_type)
 
 
-async def _all_services_body(bundle: Services, runs: ProbeRuns) -> tuple[int, bytes]:
+def _breaker_states(breakers: Mapping[str, BreakerStatus]) -> Hashable:
+    return tuple([breaker.snapshot()["state"] for breaker in breakers.values()])
+
+
+async def _all_services_body(
+    bundle: Services, runs: ProbeRuns
+) -> tuple[tuple[int, bytes], Hashable]:
     report = await check_all(bundle.probes, timeout=CHECK_TIMEOUT, budget=CHECK_BUDGET, runs=runs)
     body = converter.unstructure(report)
+    states = []
     for name, breaker in bundle.breakers.items():
+        snapshot = breaker.snapshot()
+        states.append(snapshot["state"])
         if name in body["services"]:
-            body["services"][name]["circuit_breaker"] = dict(breaker.snapshot())
+            body["services"][name]["circuit_breaker"] = dict(snapshot)
     body["backend"] = bundle.backend
     # Degraded still serves traffic, so only a total outage tells load balancers to stay away.
-    return 503 if report.status == "unhealthy" else 200, render_json(body)
+    status_code = 503 if report.status == "unhealthy" else 200
+    return (status_code, render_json(body)), tuple(states)
 
 
 async def one_service(request: Request, name: str) -> JSONResponse:

@@ -10,7 +10,8 @@ from colima_ref.http.state import services
 
 
 async def publish(request: Request) -> JSONResponse:
-    queue = validation.queue_name(request.query_params.get("queue_name"))
+    names = request.query_params.getlist("queue_name")
+    queue = validation.queue_name(validation.single("queue_name", names))
     body = await request.body()
     message = validation.message(body)
     await services(request).broker.publish(queue, body)

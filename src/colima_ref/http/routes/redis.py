@@ -3,6 +3,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
+from colima_ref.domain import validation
 from colima_ref.domain.models import ClusterNode
 from colima_ref.domain.slots import distribute
 from colima_ref.http.convert import converter
@@ -33,7 +34,7 @@ async def cluster_info(request: Request) -> JSONResponse:
 
 
 async def node_info(request: Request) -> JSONResponse:
-    node = request.path_params["node_name"]
+    node = validation.node_name(request.path_params["node_name"])
     info = await services(request).cluster.node_info(node)
     return JSONResponse({"status": "success", "node": node, "info": converter.unstructure(info)})
 
