@@ -103,7 +103,11 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("RATE_LIMIT_STRATEGY", "moving-window", "/".join(RATE_LIMIT_STRATEGIES)),
     EnvVar("RATE_LIMIT_KEY_PREFIX", "colima_ref", "prefix of the limiter's keys in its storage"),
     EnvVar("TRUSTED_PROXIES", "(empty)", "CIDRs whose X-Forwarded-For is believed"),
-    EnvVar("RESPONSE_CACHE_ENABLED", "true", "true/false; caches secret and /health/all bodies"),
+    EnvVar(
+        "RESPONSE_CACHE_ENABLED",
+        "true",
+        "true/false; caches secret bodies, and /health/all for 1 s in each process",
+    ),
     EnvVar(
         "RESPONSE_CACHE_NEAR_TTL",
         "1",
