@@ -15,6 +15,7 @@ import json
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Final
 
@@ -216,6 +217,7 @@ class Outage:
     pace: float = 0.0
     began: bool = False
     stopped_after: float | None = None
+    start_took: float | None = None
     started_at: float | None = None
     resumed_after: float | None = None
     due: asyncio.Event = attrs.field(factory=asyncio.Event)
@@ -244,8 +246,10 @@ class Outage:
             await asyncio.sleep(STOPPED_FOR)
         finally:
             # In a thread that runs to its end even if this task is cancelled meanwhile.
+            starting = time.monotonic()
             await asyncio.to_thread(rabbitmqctl, "start_app")
             self.started_at = time.monotonic()
+            self.start_took = self.started_at - starting
             await wait_for_broker(url)
         await asyncio.wait([asyncio.create_task(self.resumed.wait())], timeout=30)
         self.pace = 0.0
@@ -278,12 +282,14 @@ async def test_a_rabbitmq_restart_mid_run_loses_no_accepted_message_and_duplicat
         if not outage.began:
             restart.cancel()
         # Once begun, it runs to the end: start_app, and the broker answering again.
-        await asyncio.gather(restart, return_exceptions=True)
+        (ended,) = await asyncio.gather(restart, return_exceptions=True)
+    if isinstance(ended, Exception):
+        raise ended
     seconds = time.monotonic() - started
     in_queue = await read_back(amqp_url, queue, run)
 
     found = set(in_queue)
-    twice = sorted(n for n in found if in_queue.count(n) > 1)
+    twice = sorted(n for n, copies in Counter(in_queue).items() if copies > 1)
     lost = sorted(answers.accepted - found)
     missing_without_error = sorted((set(range(RUN)) - found) - answers.refused)
     statuses = sorted(set(answers.status.values()))
@@ -292,7 +298,8 @@ async def test_a_rabbitmq_restart_mid_run_loses_no_accepted_message_and_duplicat
         "durability: RabbitMQ stop_app/start_app mid-run",
         [
             f"{RUN} publishes in {seconds:.1f} s; stop_app after {STOP_AFTER} answers took "
-            f"{outage.stopped_after or 0:.1f} s; publishing resumed "
+            f"{outage.stopped_after or 0:.1f} s, start_app {outage.start_took or 0:.1f} s; "
+            "publishing resumed "
             f"{'never' if outage.resumed_after is None else f'{outage.resumed_after:.2f} s'} "
             "after start_app returned",
             f"2xx {len(answers.accepted)}, other {len(answers.refused)} (statuses {statuses}), "
