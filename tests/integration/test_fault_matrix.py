@@ -76,9 +76,10 @@ REFUSED_WITHIN = 0.2  # an open breaker answers without touching the backend
 HEALTH_WITHIN = 5.0
 RECOVER_WITHIN = 10.0
 SETTLE_WITHIN = 15.0
-# A call still unanswered after this is recorded as hung, so one defective cell cannot stall the
-# matrix for the length of a driver's own timeouts.
-CLIENT_TIMEOUT = 5.0
+# A call still unanswered after this is recorded as hung. Long enough for a driver's own
+# timeouts to end it, so the table shows how late it answered, and so a late failure cannot be
+# counted by the breaker during the next cell.
+CLIENT_TIMEOUT = 15.0
 
 
 @attrs.frozen
@@ -260,8 +261,8 @@ def health_services(response: httpx2.Response) -> dict[str, Any]:
 
 
 async def settled(client: httpx2.AsyncClient) -> str | None:
-    """Wait until every endpoint answers 2xx and every service is healthy with its breaker
-    closed; None once they do, else what was still wrong when SETTLE_WITHIN ran out."""
+    """Wait until every endpoint answers 2xx and every service is healthy, its breaker closed
+    with no failure counted; None once they are, else what was still wrong at SETTLE_WITHIN."""
     deadline = time.monotonic() + SETTLE_WITHIN
     while True:
         wrong = []
@@ -271,7 +272,12 @@ async def settled(client: httpx2.AsyncClient) -> str | None:
                 wrong.append(describe(call, response, seconds))
         report = await client.get("/health/all")
         for name, service in health_services(report).items():
-            if service["status"] != "healthy" or service["circuit_breaker"]["state"] != "closed":
+            breaker = service["circuit_breaker"]
+            if (
+                service["status"] != "healthy"
+                or breaker["state"] != "closed"
+                or breaker["failures"]
+            ):
                 wrong.append(f"/health/all {name}: {service}")
         if not wrong:
             return None
