@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Final
 
 import aiormq
@@ -105,19 +106,15 @@ async def client(server: LiveServer) -> AsyncIterator[httpx2.AsyncClient]:
         yield opened
 
 
-class broker_channel:  # noqa: N801 - used as `async with broker_channel(url)`, like a function
+@asynccontextmanager
+async def broker_channel(url: str) -> AsyncIterator[AbstractChannel]:
     """A channel on a connection of its own, both closed on the way out."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    async def __aenter__(self) -> AbstractChannel:
-        self.connection = await aiormq.connect(self.url)
-        channel: AbstractChannel = await self.connection.channel()
-        return channel
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.connection.close()
+    connection = await aiormq.connect(url)
+    try:
+        channel: AbstractChannel = await connection.channel()
+        yield channel
+    finally:
+        await connection.close()
 
 
 async def publish(
