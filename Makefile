@@ -9,6 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+SOAK_ARGS ?=
 
 .PHONY: help uv install docs-assets run run-live lint format test test-fast devstack-up devstack-down devstack-status bench clean
 
@@ -66,6 +67,13 @@ bench: install devstack-up  ## our server vs a bare Starlette baseline under wrk
 		|| { echo "wrk is missing and apt-get could not install it (run as root or install wrk)" >&2; exit 1; }
 	UV_PROJECT_ENVIRONMENT=$(CURDIR)/bench/.runtime $(UV) sync --frozen --no-dev --no-group devstack --compile-bytecode --quiet
 	$(UV) run --frozen python bench/run.py $(BENCH_ARGS)
+
+.PHONY: soak
+soak: install devstack-up  ## 60 s of mixed traffic on every endpoint (live devstack): no 5xx, flat RSS; see bench/soak.py
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } \
+		|| { echo "wrk is missing and apt-get could not install it (run as root or install wrk)" >&2; exit 1; }
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/bench/.runtime $(UV) sync --frozen --no-dev --no-group devstack --compile-bytecode --quiet
+	$(UV) run --frozen python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov dist src/colima_ref/http/static/vendor

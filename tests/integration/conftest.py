@@ -12,7 +12,21 @@ from collections.abc import Iterator
 
 import hvac
 import pytest
-from live_support import VaultFolder, addresses, listening, read_devstack_env, skip_or_fail
+from live_support import (
+    SUMMARIES,
+    VaultFolder,
+    addresses,
+    listening,
+    read_devstack_env,
+    skip_or_fail,
+)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for summary in terminalreporter.config.stash.get(SUMMARIES, []):
+        terminalreporter.write_line("")
+        for line in summary.splitlines():
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

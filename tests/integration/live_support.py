@@ -46,6 +46,11 @@ QUIET = {
 }
 
 
+# Tables a test leaves for the end of the run (the fault matrix, the durability counts):
+# conftest.py's pytest_terminal_summary prints them, where output capture does not hide them.
+SUMMARIES = pytest.StashKey[list[str]]()
+
+
 def skip_or_fail(reason: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason} (CI=true, so this fails instead of skipping)", pytrace=False)
