@@ -239,7 +239,9 @@ class Relay:
     new ones alike, until ``heal``:
 
     - ``slow``: every chunk, either way, is held ``delay`` seconds before it is passed on;
-    - ``silent``: connections are accepted and read, but nothing is passed on either way;
+    - ``silent``: connections are accepted and read, but nothing is passed on either way until
+      ``heal``, when what was held flows on in order, as TCP's retransmissions deliver it once a
+      black-holed route comes back (dropping it would corrupt the stream, which TCP never does);
     - ``reset``: the next chunk on a connection aborts it (an RST mid-call), both sides.
     """
 
@@ -251,8 +253,10 @@ class Relay:
     _thread: threading.Thread | None = None
     _server: asyncio.Server | None = None
     _writers: set[asyncio.StreamWriter] = attrs.field(factory=set)
+    _flowing: asyncio.Event = attrs.field(factory=asyncio.Event)
 
     def __attrs_post_init__(self) -> None:
+        self._flowing.set()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
 
@@ -268,9 +272,17 @@ class Relay:
     def inject(self, fault: Fault, *, delay: float = 3.0) -> None:
         self.delay = delay
         self.fault = fault
+        self._do(self._flow(fault != "silent"))
 
     def heal(self) -> None:
         self.fault = None
+        self._do(self._flow(True))
+
+    async def _flow(self, flowing: bool) -> None:
+        if flowing:
+            self._flowing.set()
+        else:
+            self._flowing.clear()
 
     def close(self) -> None:
         self.cut()
@@ -313,8 +325,7 @@ class Relay:
                     _reset(peer)
                     _reset(writer)
                     return
-                if self.fault == "silent":
-                    continue
+                await self._flowing.wait()
                 if self.fault == "slow":
                     await asyncio.sleep(self.delay)
                 writer.write(chunk)

@@ -2,7 +2,7 @@
 
 The server reaches every backend through a TCP relay this module starts (`live_support.Relay`),
 so a test can break one backend without touching the shared devstack: ``down`` (connections
-reset, new ones refused), ``slow`` (every chunk held 3 s), ``silent`` (bytes swallowed) and
+reset, new ones refused), ``slow`` (every chunk held 3 s), ``silent`` (bytes held until healed) and
 ``reset`` (the next chunk aborts the connection). Redis is the devstack's standalone server
 (6379) behind a relay, with REDIS_NODES empty: cluster nodes announce their own ports, which a
 relay cannot stand in for. Its secret is a copy without a password, in a Vault folder of its own
@@ -60,8 +60,8 @@ Fault = Literal["down", "slow", "silent", "reset"]
 # Vault first: the other services' credentials are read from it at start-up and kept for
 # CREDENTIAL_TTL (300 s), so its outage must come while they are still fresh.
 SERVICES = ("vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq")
-# Silent last: bytes it swallows leave a connection's protocol out of step, so a service that
-# does not drop such connections stays broken, and only its own silent cell should show it.
+# Silent last: calls abandoned on a silent connection get their answers late, once it heals, so a
+# service that does not drop such connections may be out of step, and only its own cell shows it.
 FAULTS: tuple[Fault, ...] = ("down", "slow", "reset", "silent")
 STANDALONE_REDIS = ("127.0.0.1", 6379)
 QUEUE = f"colima-fault-matrix-{uuid.uuid4().hex[:8]}"

@@ -51,11 +51,15 @@ def test_slow_holds_each_chunk_for_the_delay_each_way(relay: Relay) -> None:
     assert 0.6 <= elapsed < 1.5
 
 
-def test_silent_accepts_but_never_answers_until_healed(relay: Relay) -> None:
-    relay.inject("silent")
-    with pytest.raises(TimeoutError):
-        round_trip(relay, timeout=0.5)
-    relay.heal()
+def test_silent_holds_bytes_until_healed_then_delivers_them_in_order(relay: Relay) -> None:
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=0.5) as sock:
+        relay.inject("silent")
+        sock.sendall(b"held")
+        with pytest.raises(TimeoutError):
+            sock.recv(16)
+        relay.heal()
+        sock.settimeout(2)
+        assert sock.recv(16) == b"held"
     assert round_trip(relay)[0] == b"ping"
 
 
