@@ -1,4 +1,5 @@
-"""The ASGI entry point: ``uvicorn --factory colima_ref.asgi:make_app``."""
+"""The ASGI entry points: ``uvicorn --factory colima_ref.asgi:make_app`` for a host's own
+uvicorn, `make_served_app` for ``colima-ref serve``."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import os
 import sys
 
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from colima_ref.bootstrap import build_app
+from colima_ref.head_deadline import HeadDeadlineMiddleware
 from colima_ref.logs import configure_logging
 from colima_ref.settings import Settings, SettingsError
 
@@ -26,3 +29,13 @@ def make_app() -> Starlette:
     except SettingsError as exc:
         print(f"colima-ref: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def make_served_app() -> ASGIApp:
+    """`make_app` behind `HeadDeadlineMiddleware`, for the `HeadDeadlineProtocol` that
+    ``colima-ref serve`` runs.
+
+    Raises:
+        SystemExit: as `make_app` does.
+    """
+    return HeadDeadlineMiddleware(make_app())

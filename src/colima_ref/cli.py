@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from collections.abc import Sequence
+from types import FrameType
 
 import structlog
 import uvicorn
 
 from colima_ref import __version__
+from colima_ref.head_deadline import HEAD_TIMEOUT, HeadDeadlineProtocol
 from colima_ref.logs import configure_logging
-from colima_ref.server_protocol import OneWriteHttpToolsProtocol
 from colima_ref.settings import ENVIRONMENT, LOG_LEVELS, Settings, SettingsError
 
 PROG = "colima-ref"
+# h11 answers 400 and closes once a request head has grown past this without ending; uvicorn's
+# httptools protocol has no such bound, which is why we serve with h11.
+MAX_HEAD_BYTES = 32 * 1024
+# After SIGTERM, requests in flight get this long to finish before uvicorn cancels them.
+GRACEFUL_SHUTDOWN = 10  # seconds
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -61,8 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run the HTTP server",
         description=(
-            "Serve the whole HTTP contract with uvicorn (httptools, and uvloop when installed),\n"
-            "writing each response's head and body in one piece.\n"
+            "Serve the whole HTTP contract with uvicorn (h11, and uvloop when installed).\n"
+            f"A request head must end within {MAX_HEAD_BYTES // 1024} KiB and, like an idle\n"
+            f"connection, within {HEAD_TIMEOUT} s; SIGTERM lets requests in flight finish\n"
+            f"(at most {GRACEFUL_SHUTDOWN} s) and exits 0.\n"
             "The settings are checked before the server starts: a malformed variable stops it\n"
             "with one line on stderr and exit code 2."
         ),
@@ -90,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="minimum level of the JSON log lines on stdout (overrides LOG_LEVEL)",
     )
     return parser
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -120,15 +133,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         backend=settings.backend,
         reason=settings.backend_source,
     )
+    # While it serves, uvicorn handles SIGTERM itself (a graceful shutdown); then it puts back the
+    # handler it found and raises the signal again (its cooperative signal handling). With the
+    # default handler that ends the process by the signal (status 143) after a clean stop.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
-        "colima_ref.asgi:make_app",
+        "colima_ref.asgi:make_served_app",
         factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
         loop="auto",
-        # httptools comes with uvicorn[standard]; this protocol is its subclass.
-        http=OneWriteHttpToolsProtocol,
+        http=HeadDeadlineProtocol,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        timeout_keep_alive=HEAD_TIMEOUT,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+        ws="none",
         lifespan="on",
         access_log=False,
         log_config=None,
