@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from starlette.middleware import Middleware
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from colima_ref.http.errors import error_name, error_response
 from colima_ref.http.response_headers import add_response_headers
 from colima_ref.settings import Settings
 
@@ -62,10 +65,26 @@ class OriginAwareCORSMiddleware:
         if scope["type"] == "http":
             for name, _ in scope["headers"]:
                 if name == b"origin":
-                    await self._cors(scope, receive, send)
+                    headers = Headers(scope=scope)
+                    if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+                        await self._preflight(scope, headers)(scope, receive, send)
+                    else:
+                        await self._cors(scope, receive, send)
                     return
             send = add_response_headers(scope, send, _VARY_ORIGIN)
         await self.app(scope, receive, send)
+
+    def _preflight(self, scope: Scope, headers: Headers) -> Response:
+        response = self._cors.preflight_response(request_headers=headers)
+        if response.status_code < 400:
+            return response
+        # Starlette refuses in plain text; every refusal of ours is the uniform body.
+        return error_response(
+            scope.get("state", {}).get("request_id"),
+            error=error_name(response.status_code),
+            message=bytes(response.body).decode(),
+            status_code=response.status_code,
+        )
 
 
 def cors_middleware(settings: Settings) -> Middleware:
