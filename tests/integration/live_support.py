@@ -149,10 +149,12 @@ class VaultFolder:
 
 @attrs.define
 class LiveServer:
-    """``python -m colima_ref serve --backend live`` on a free port, its output in two files."""
+    """``python -m colima_ref serve --backend live`` (or ``memory``) on a free port, its output in
+    two files."""
 
     env: dict[str, str]
     workdir: Path
+    backend: str = "live"
     port: int = attrs.field(factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     client: httpx2.Client = attrs.field(init=False)
@@ -175,7 +177,7 @@ class LiveServer:
         return (self.workdir / "stderr").read_text(errors="replace")
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "colima_ref", "serve", "--backend", "live"]
+        argv = [sys.executable, "-m", "colima_ref", "serve", "--backend", self.backend]
         with (
             (self.workdir / "stdout").open("wb") as out,
             (self.workdir / "stderr").open("wb") as err,
