@@ -266,8 +266,7 @@ def test_encoded_control_bytes_in_the_path_get_the_uniform_body(
     answer = exchange(server.port, request(target))
 
     record(case, answer)
-    assert answer.status is not None and 400 <= answer.status < 500, answer
-    assert_uniform(answer, answer.status)
+    assert_uniform(answer, 422)
 
 
 def test_five_thousand_query_parameters_are_answered_at_once(server: LiveServer) -> None:
@@ -276,7 +275,8 @@ def test_five_thousand_query_parameters_are_answered_at_once(server: LiveServer)
 
     record("5,000 query parameters", answer)
     assert answer.seconds < 1
-    assert answer.status is not None and answer.status < 500, answer
+    assert answer.status is not None
+    assert answer.status < 500, answer
     if answer.status >= 400:
         assert_uniform(answer, answer.status)
 
@@ -295,8 +295,7 @@ def test_a_json_body_100000_levels_deep_is_a_client_error(server: LiveServer) ->
     )
 
     record("JSON 100,000 levels deep", answer)
-    assert answer.status is not None and 400 <= answer.status < 500, answer
-    assert_uniform(answer, answer.status)
+    assert_uniform(answer, 422)
 
 
 def test_a_preflight_from_a_disallowed_origin_gets_the_uniform_body(server: LiveServer) -> None:
@@ -380,9 +379,7 @@ async def test_slow_loris_and_silent_connections_are_closed_while_liveness_stays
     RESULTS.append(
         ("200 slow-loris + 20 silent", f"closed after <= {max(closed):.1f} s", max(closed))
     )
-    RESULTS.append(
-        ("  /health/ meanwhile", f"p99 {p99(latencies) * 1000:.1f} ms", max(latencies))
-    )
+    RESULTS.append(("  /health/ meanwhile", f"p99 {p99(latencies) * 1000:.1f} ms", max(latencies)))
     assert max(closed) < limit, f"{sum(c >= limit for c in closed)} connections still open"
     assert p99(latencies) < LIVENESS_P99
 
@@ -408,11 +405,7 @@ async def test_idle_keep_alive_connections_are_closed_while_liveness_stays_fast(
     for _, writer in connections:
         writer.close()
 
-    RESULTS.append(
-        ("500 idle keep-alive", f"closed after <= {max(closed):.1f} s", max(closed))
-    )
-    RESULTS.append(
-        ("  /health/ meanwhile", f"p99 {p99(latencies) * 1000:.1f} ms", max(latencies))
-    )
+    RESULTS.append(("500 idle keep-alive", f"closed after <= {max(closed):.1f} s", max(closed)))
+    RESULTS.append(("  /health/ meanwhile", f"p99 {p99(latencies) * 1000:.1f} ms", max(latencies)))
     assert max(closed) < limit
     assert p99(latencies) < LIVENESS_P99
