@@ -5,9 +5,8 @@ What it does, in order (every server it starts is stopped on the way out, Ctrl-C
 1. Starts our server with the whole middleware stack on (rate limiter on with quotas raised so
    it counts without refusing, response cache, metrics, one canonical log line per request
    written to a file) and ``bench/baseline_app.py`` (bare Starlette + the same driver call), one
-   uvicorn worker each, uvloop + httptools, no access log. Ours is started by ``colima-ref
-   serve``, whose httptools protocol writes a response's head and body at once; the baseline
-   runs stock uvicorn, which writes them apart.
+   uvicorn worker each, uvloop, no access log. Ours is started by ``colima-ref serve``, on
+   uvicorn's h11 protocol inside the head deadline; the baseline runs stock uvicorn on httptools.
 2. Main passes (three by default): for every endpoint, ``wrk -t2 -c50 -d<N>s`` against ours
    and against the baseline, alternating which goes first. Only ratios inside one run mean
    anything: absolute figures drift up to 2x from minute to minute on a shared machine, and
@@ -120,7 +119,7 @@ STOCK_PROTOCOL = "stock uvicorn protocol"
 LAYERS: tuple[tuple[str, dict[str, str]], ...] = (
     ("full", {}),
     # Everything on, served by `uvicorn --factory colima_ref.asgi:make_app` as a host would run
-    # the app: stock uvicorn writes each response's head and body apart (serve writes them once).
+    # the app: stock uvicorn on httptools, without serve's h11 and head deadline.
     (STOCK_PROTOCOL, {}),
     ("no rate limit", {"RATE_LIMIT_ENABLED": "false"}),
     # The strategy's cost apart from the limiter's own (ours is an in-memory moving window).
