@@ -67,8 +67,8 @@ def print_table(pytestconfig: pytest.Config) -> None:
     if not RESULTS:
         return
     width = max(len(case) for case, _, _ in RESULTS)
-    lines = [f"{'case':<{width}}  {'status':<26}  time"]
-    lines += [f"{case:<{width}}  {status:<26}  {secs:.3f} s" for case, status, secs in RESULTS]
+    lines = [f"{'case':<{width}}  {'status':<28}  time"]
+    lines += [f"{case:<{width}}  {status:<28}  {secs:.3f} s" for case, status, secs in RESULTS]
     capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
     with capture.global_and_fixture_disabled():
         print("\n" + "\n".join(lines))
@@ -312,6 +312,37 @@ def test_a_preflight_from_a_disallowed_origin_gets_the_uniform_body(server: Live
     record("CORS preflight, disallowed origin", answer)
     assert "access-control-allow-origin" not in answer.headers
     assert_uniform(answer, 400)
+
+
+def test_a_request_in_flight_outlasts_the_head_deadline(server: LiveServer) -> None:
+    """The deadline is for heads: a request whose body takes longer still gets its answer."""
+    body = b'{"event": "slow"}'
+    start = time.monotonic()
+    with socket.create_connection((HOST, server.port), timeout=HEAD_TIMEOUT + 5) as sock:
+        sock.sendall(
+            request(
+                "/examples/messaging/publish?queue_name=abuse",
+                "Content-Type: application/json",
+                f"Content-Length: {len(body)}",
+                method="POST",
+                body=body[:5],
+            )
+        )
+        time.sleep(HEAD_TIMEOUT + 1)
+        sock.sendall(body[5:])
+        answer = parse(sock.makefile("rb").read(), time.monotonic() - start)
+
+    record(f"body finished after {HEAD_TIMEOUT + 1} s", answer)
+    assert answer.status == 200, answer
+
+
+def test_pipelined_requests_are_all_answered(server: LiveServer) -> None:
+    one = b"GET /health/ HTTP/1.1\r\nHost: abuse\r\n\r\n"
+    answer = exchange(server.port, one * 2 + request("/health/"))
+
+    record("3 pipelined requests", answer, f", {answer.body.count(b'HTTP/1.1 200') + 1} answers")
+    assert answer.status == 200
+    assert answer.body.count(b"HTTP/1.1 200 OK") == 2
 
 
 def liveness_latencies(port: int, seconds: float) -> list[float]:
