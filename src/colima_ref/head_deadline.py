@@ -39,6 +39,8 @@ class HeadDeadlineProtocol(asyncio.Protocol):
     `HeadDeadlineMiddleware`; without the middleware every request would be cut at the deadline.
     """
 
+    timeout: float = HEAD_TIMEOUT
+
     def __init__(
         self,
         config: Config,
@@ -93,7 +95,7 @@ class HeadDeadlineProtocol(asyncio.Protocol):
         self._disarm()
         transport = self._transport
         if transport is not None and not transport.is_closing():
-            self._deadline = self._loop.call_later(HEAD_TIMEOUT, transport.close)
+            self._deadline = self._loop.call_later(self.timeout, transport.close)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
