@@ -26,9 +26,11 @@ class RecordingTransport(asyncio.Transport):
         super().__init__()
         self.written = b""
         self.closed = False
+        self.wrote = asyncio.Event()
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.written += bytes(data)
+        self.wrote.set()
 
     def close(self) -> None:
         self.closed = True
@@ -78,7 +80,8 @@ def connect() -> tuple[HeadDeadlineProtocol, RecordingTransport]:
 async def answered(transport: RecordingTransport, body: bytes) -> None:
     async with asyncio.timeout(DEADLINE * 20):
         while not transport.written.endswith(body):
-            await asyncio.sleep(DEADLINE / 10)
+            transport.wrote.clear()
+            await transport.wrote.wait()
 
 
 async def test_a_connection_that_sends_nothing_is_closed_at_the_deadline() -> None:
