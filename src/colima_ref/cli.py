@@ -134,8 +134,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         reason=settings.backend_source,
     )
     # While it serves, uvicorn handles SIGTERM itself (a graceful shutdown); then it puts back the
-    # handler it found and raises the signal again (its cooperative signal handling). With the
-    # default handler that ends the process by the signal (status 143) after a clean stop.
+    # handler it found and raises the signal again (its cooperative signal handling). The default
+    # handler would then end the process by the signal (status 143) after a clean stop; this one
+    # exits 0, as it does for a SIGTERM that comes before uvicorn has taken over.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         "colima_ref.asgi:make_served_app",
