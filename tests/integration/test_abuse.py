@@ -67,8 +67,8 @@ def print_table(pytestconfig: pytest.Config) -> None:
     if not RESULTS:
         return
     width = max(len(case) for case, _, _ in RESULTS)
-    lines = [f"{'case':<{width}}  {'status':<28}  time"]
-    lines += [f"{case:<{width}}  {status:<28}  {secs:.3f} s" for case, status, secs in RESULTS]
+    lines = [f"{'case':<{width}}  {'status':<34}  time"]
+    lines += [f"{case:<{width}}  {status:<34}  {secs:.3f} s" for case, status, secs in RESULTS]
     capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
     with capture.global_and_fixture_disabled():
         print("\n" + "\n".join(lines))
@@ -179,9 +179,8 @@ def test_endless_heads_are_cut_off_and_memory_stays_flat(server: LiveServer) -> 
         thread.join(timeout=30)
     grown_mib = (rss_kib(server.process.pid) - before) / 1024
 
-    RESULTS.append(
-        ("5 x endless 20 MB header", f"cut after {max(sent) // 1024} KiB", time.monotonic() - start)
-    )
+    cut = f"cut after {max(sent) // 1024} KiB, RSS {grown_mib:+.1f} MiB"
+    RESULTS.append(("5 x endless 20 MB header", cut, time.monotonic() - start))
     assert len(sent) == 5
     assert all(total < 20 * 1024 * 1024 for total in sent), sent
     assert grown_mib < 10, f"the worker grew {grown_mib:.1f} MiB"
