@@ -58,8 +58,9 @@ def server(
     try:
         yield live
     finally:
-        assert_clean_shutdown(live, live.stop())
+        code = live.stop()
         print_table(pytestconfig)
+        assert_clean_shutdown(live, code)
 
 
 def print_table(pytestconfig: pytest.Config) -> None:
