@@ -97,10 +97,30 @@ def _content_length(headers: dict[bytes, bytes]) -> int | None:
     return int(raw)
 
 
+def _framed_twice(scope: Scope) -> bool:
+    names = {name for name, _ in scope["headers"]}
+    return b"content-length" in names and b"transfer-encoding" in names
+
+
+async def _refuse_double_framing(scope: Scope, receive: Receive, send: Send) -> None:
+    # A proxy that frames by Content-Length and a server that frames by Transfer-Encoding read
+    # different requests from the same bytes (request smuggling); RFC 9112 6.1 lets a server
+    # refuse such a request, and then the connection must not carry another one.
+    response = error_response(
+        scope.get("state", {}).get("request_id"),
+        error=error_name(400),
+        message="A request cannot carry both Content-Length and Transfer-Encoding",
+        status_code=400,
+        headers={"Connection": "close"},
+    )
+    await response(scope, receive, send)
+
+
 class RequestValidationMiddleware:
     """422 for a path or query string that cannot be used as sent (`target_problem`), 413 for
     a body over ``max_body_bytes``, 400 for a body without Content-Type, 415 for a Content-Type
-    outside ``ALLOWED_MEDIA_TYPES``, each with the uniform error body.
+    outside ``ALLOWED_MEDIA_TYPES``, 400 (and the connection closed) for both Content-Length
+    and Transfer-Encoding on any route, each with the uniform error body.
 
     A declared Content-Length over the limit is refused before a byte is read. A chunked body
     is counted while the app reads it, so no more than the limit is ever held; crossing it
@@ -123,6 +143,9 @@ class RequestValidationMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if _framed_twice(scope):
+            await _refuse_double_framing(scope, receive, send)
             return
         target = target_problem(scope)
         if target is not None:
