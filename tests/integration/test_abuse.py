@@ -61,6 +61,8 @@ def server(
         code = live.stop()
         print_table(pytestconfig)
         assert_clean_shutdown(live, code)
+        # No case may make the app fail: a 500 or a client's disconnect would log one.
+        assert "Traceback" not in live.stdout + live.stderr
 
 
 def print_table(pytestconfig: pytest.Config) -> None:
