@@ -21,9 +21,8 @@ from contextvars import ContextVar
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.config import HTTP_PROTOCOLS, Config
+from uvicorn.config import HTTP_PROTOCOLS
 from uvicorn.importer import import_from_string
-from uvicorn.server import ServerState
 
 HEAD_TIMEOUT = 5  # seconds; an int because uvicorn's timeout_keep_alive, which matches it, is one
 
@@ -41,18 +40,11 @@ class HeadDeadlineProtocol(asyncio.Protocol):
 
     timeout: float = HEAD_TIMEOUT
 
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        # The arguments uvicorn hands every ``http=`` protocol class, passed on as they come.
-        self._http = _H11(  # type: ignore[call-arg]
-            config=config, server_state=server_state, app_state=app_state, _loop=_loop
-        )
-        self._loop = _loop or asyncio.get_running_loop()
+    def __init__(self, **uvicorn_arguments: Any) -> None:
+        # Whatever uvicorn hands an ``http=`` protocol class goes on to its own h11 protocol
+        # untouched, so the wrapper names none of it.
+        self._http = _H11(**uvicorn_arguments)
+        self._loop = asyncio.get_running_loop()
         self._transport: asyncio.BaseTransport | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._in_flight = 0
