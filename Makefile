@@ -47,11 +47,13 @@ format: uv  ## apply ruff's formatting and safe fixes
 	$(UV) run --frozen ruff format src tests
 	$(UV) run --frozen ruff check --fix src tests
 
-test: lint  ## lint, then unit, contract and integration tests with branch coverage
-	$(UV) run --frozen pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
+# The devstack for the length of the run: what is missing is started and stopped again afterwards, a
+# devstack that already runs is used and left alone (scripts/devstack/session.sh).
+test: lint  ## lint, then every test with branch coverage, on the devstack (started if it is not running)
+	bash scripts/devstack.sh with $(UV) run --frozen pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
-test-fast: install  ## the tests alone, no lint, no coverage
-	$(UV) run --frozen pytest -q $(PYTEST_ARGS)
+test-fast: install  ## the tests that need no service: no devstack, no lint, no coverage
+	$(UV) run --frozen pytest -q -m "not live" $(PYTEST_ARGS)
 
 devstack-up: install  ## start what the live backend needs that is not already running
 	bash scripts/devstack.sh up

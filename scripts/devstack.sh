@@ -7,6 +7,7 @@
 #   scripts/devstack.sh down [--keep-data] stop only what `up` started; remove .devstack/ unless --keep-data
 #   scripts/devstack.sh status             one line per service
 #   scripts/devstack.sh env                export lines for the live backend: eval "$(scripts/devstack.sh env)"
+#   scripts/devstack.sh with COMMAND...    run COMMAND on the devstack (started if missing, then stopped)
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
@@ -25,9 +26,11 @@ source "${HELPERS}/mongodb.sh"
 source "${HELPERS}/redis_cluster.sh"
 # shellcheck source=devstack/system_services.sh
 source "${HELPERS}/system_services.sh"
+# shellcheck source=devstack/session.sh
+source "${HELPERS}/session.sh"
 
 usage() {
-  sed -n '6,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '6,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 }
 
 # Several engineers (and their test runs) share one machine: two `up`s at once would race to start
@@ -39,10 +42,16 @@ take_lock() {
   flock -w 120 9 || die "another devstack up/down has held ${STATE_DIR}/.lock for 2 minutes"
 }
 
+# A plain `up` adopts whatever a `with` session started: the developer asked for it to keep running.
 cmd_up() {
+  take_lock
+  bring_up
+  rm -f "$(sessions_started)"
+}
+
+bring_up() {
   local total_start t
   total_start=$(now_ms)
-  take_lock
   ensure_commands
   ensure_venv_tools
   ensure_passwords
@@ -69,7 +78,7 @@ cmd_up() {
 
   t=$(now_ms)
   ensure_redis_cluster
-  report redis-cluster "$REDIS_STATE" "${LOOPBACK}:7001-7006" "$t"
+  report redis-cluster "$REDIS_STATE" "$REDIS_PORT_RANGE" "$t"
 
   t=$(now_ms)
   ensure_vault
@@ -105,13 +114,15 @@ cmd_down() {
   jobs+=($!)
   { stop_pidfile "$(mongodb_pidfile)" secantusd-py && report mongodb stopped "${LOOPBACK}:${MONGODB_PORT}" "$t"; } &
   jobs+=($!)
-  { stop_redis_nodes && report redis-cluster stopped "${LOOPBACK}:7001-7006" "$t"; } &
+  { stop_redis_nodes && report redis-cluster stopped "$REDIS_PORT_RANGE" "$t"; } &
   jobs+=($!)
   for job in "${jobs[@]}"; do
     wait "$job"
   done
   if [[ "$keep_data" == false ]]; then
     rm -rf "$STATE_DIR"
+  else
+    rm -f "$(sessions_started)"
   fi
   echo "PostgreSQL, MariaDB and RabbitMQ belong to the machine and were left running."
 }
@@ -127,14 +138,14 @@ cmd_status() {
   report mysql "$(service_status "$MYSQL_PORT")" "${LOOPBACK}:${MYSQL_PORT}"
   report mongodb "$(service_status "$MONGODB_PORT")" "${LOOPBACK}:${MONGODB_PORT}"
   if [[ -n "${PASSWORD[redis]:-}" ]]; then
-    report redis-cluster "$(redis_cluster_status)" "${LOOPBACK}:7001-7006"
+    report redis-cluster "$(redis_cluster_status)" "$REDIS_PORT_RANGE"
   else
     local port open=0
     for port in "${REDIS_CLUSTER_PORTS[@]}"; do
       port_open "$port" && open=$((open + 1))
     done
     # Without .devstack/passwords.env there is no password to ask the cluster for its state.
-    report redis-cluster "${open}/6 ports open, state unknown" "${LOOPBACK}:7001-7006"
+    report redis-cluster "${open}/6 ports open, state unknown" "$REDIS_PORT_RANGE"
   fi
   report rabbitmq "$(service_status "$RABBITMQ_PORT")" "${LOOPBACK}:${RABBITMQ_PORT}"
 }
@@ -166,6 +177,7 @@ main() {
     down) cmd_down "${@:2}" ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    with) cmd_with "${@:2}" ;;
     *) usage; exit 2 ;;
   esac
 }

@@ -3,12 +3,25 @@
 # Sourced, never run. Expects DEVSTACK_ROOT (the repository) to be set by the caller.
 
 readonly LOOPBACK=127.0.0.1
-readonly VAULT_PORT=8200
+# The servers devstack starts can listen elsewhere, so a second devstack (a test of this script, another
+# checkout) runs beside the first. PostgreSQL, MariaDB and RabbitMQ are the machine's and stay put.
+readonly VAULT_PORT=${DEVSTACK_VAULT_PORT:-8200}
+readonly MONGODB_PORT=${DEVSTACK_MONGODB_PORT:-27017}
+# Six consecutive ports from this one; each node's cluster bus listens 10000 above its own.
+readonly REDIS_FIRST_PORT=${DEVSTACK_REDIS_FIRST_PORT:-7001}
 readonly POSTGRES_PORT=5432
 readonly MYSQL_PORT=3306
-readonly MONGODB_PORT=27017
 readonly RABBITMQ_PORT=5672
-readonly REDIS_CLUSTER_PORTS=(7001 7002 7003 7004 7005 7006)
+for _port in "$VAULT_PORT" "$MONGODB_PORT" "$REDIS_FIRST_PORT"; do
+  if ! [[ "$_port" =~ ^[0-9]{1,5}$ ]] || ((_port == 0 || _port > 55530)); then
+    echo "devstack: '${_port}' (a DEVSTACK_*_PORT) is not a port devstack can use" >&2
+    exit 2
+  fi
+done
+unset _port
+# shellcheck disable=SC2207 # seq prints digits only
+readonly REDIS_CLUSTER_PORTS=($(seq "$REDIS_FIRST_PORT" $((REDIS_FIRST_PORT + 5))))
+readonly REDIS_PORT_RANGE="${LOOPBACK}:${REDIS_CLUSTER_PORTS[0]}-${REDIS_CLUSTER_PORTS[5]}"
 readonly VAULT_ADDR_LOCAL="http://${LOOPBACK}:${VAULT_PORT}"
 # The dev server's root token: a well-known development value, the same one compose.yaml uses.
 readonly VAULT_DEV_TOKEN=root
@@ -104,6 +117,14 @@ stop_pidfile() {
     sleep 0.2
   done
   rm -f "$pidfile"
+}
+
+# While `with` runs `up`, each server `up` starts is listed in this file (vault, mongodb, redis:PORT), so
+# the session can stop exactly those afterwards; empty for a plain `up`, whose servers `down` stops.
+STARTED_LIST=""
+
+note_started() {
+  [[ -z "$STARTED_LIST" ]] || echo "$1" >>"$STARTED_LIST"
 }
 
 show_log_tail() {

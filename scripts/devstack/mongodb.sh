@@ -19,6 +19,7 @@ start_secantusd() {
   start_detached "$(mongodb_pidfile)" "$(mongodb_logfile)" \
     "${VENV_BIN}/secantusd-py" --host "$LOOPBACK" --port "$MONGODB_PORT" \
     --storage-path "$(mongodb_dir)/data" --log-level WARNING "${flags[@]}"
+  note_started mongodb
   if ! wait_until 20 "SecantusDB on port ${MONGODB_PORT}" port_open "$MONGODB_PORT"; then
     show_log_tail "$(mongodb_logfile)"
     die "SecantusDB did not start"

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# A 3-master + 3-replica Redis Cluster on ports 7001-7006 from Debian's redis-server.
+# A 3-master + 3-replica Redis Cluster on ports 7001-7006 (DEVSTACK_REDIS_FIRST_PORT moves them) from
+# Debian's redis-server.
 # Each node has the ACL user dev_admin and the same password on the default user, so clients that send
 # a password only (AUTH <password>) and clients that send user + password both log in.
 
@@ -57,6 +58,7 @@ start_redis_nodes() {
     write_redis_config "$port"
     redis-server "$(redis_node_dir "$port")/redis.conf" 9>&- ||
       die "redis-server on port ${port} did not start; see $(redis_node_dir "$port")/redis.log"
+    note_started "redis:${port}"
     REDIS_STARTED=$((REDIS_STARTED + 1))
   done
   for port in "${REDIS_CLUSTER_PORTS[@]}"; do

@@ -1,6 +1,9 @@
 # shellcheck shell=bash
 # OpenBao dev server (in memory, KV v2 mounted at secret/) and the secrets the live backend reads.
 
+# The live backend's secrets, one per service (Redis: the first node's).
+readonly VAULT_SECRET_PATHS=(postgres mysql mongodb redis-1 rabbitmq)
+
 vault_pidfile() { echo "${STATE_DIR}/vault.pid"; }
 vault_logfile() { echo "${STATE_DIR}/vault.log"; }
 
@@ -31,6 +34,7 @@ ensure_vault() {
   start_detached "$(vault_pidfile)" "$(vault_logfile)" \
     "${VENV_BIN}/bao" server -dev -dev-root-token-id="$VAULT_DEV_TOKEN" \
     -dev-listen-address="${LOOPBACK}:${VAULT_PORT}" -dev-no-store-token
+  note_started vault
   if ! wait_until 30 "Vault to report healthy" vault_healthy; then
     show_log_tail "$(vault_logfile)"
     die "Vault did not start"
@@ -81,7 +85,7 @@ seed_vault() {
       '{user: $user, password: env.DEVSTACK_PW, host: $host, port: $port, vhost: $vhost}')"
   )
   local path
-  for path in postgres mysql mongodb redis-1 rabbitmq; do
+  for path in "${VAULT_SECRET_PATHS[@]}"; do
     if vault_put_if_changed "$path" "${documents[$path]}"; then
       written=$((written + 1))
     fi

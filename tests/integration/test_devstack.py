@@ -3,7 +3,8 @@
 Runs against what `scripts/devstack.sh up` leaves on 127.0.0.1. A service that is not listening
 skips the test with the reason, or fails it when CI=true. A listening service that refuses the
 credential always fails: that is the drift between Vault and the service this file exists to catch.
-PostgreSQL has no wrong-password test: the machine's pg_hba.conf trusts 127.0.0.1.
+PostgreSQL has no wrong-password test: the machine's pg_hba.conf trusts 127.0.0.1. What a test
+needs inside a service (a key, a collection) it creates under a name of its own and removes.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ SERVICE_FIELDS = {
     "redis-1": {"password", "host", "port"},
     "rabbitmq": {"user", "password", "host", "port", "vhost"},
 }
-DEMO_COLLECTIONS = {"users", "sessions", "logs"}
 CLUSTER_NODES = 6
 MYSQL_ACCESS_DENIED = 1045
 MONGO_AUTH_FAILED = 18
@@ -168,17 +168,35 @@ def mongo_client(secret: Secret, password: str) -> AsyncMongoClient[dict[str, ob
     )
 
 
-async def test_mongodb_secret_logs_in_and_lists_the_demo_collections(vault: hvac.Client) -> None:
+async def test_mongodb_secret_logs_in_and_lists_a_collection_it_created(
+    vault: hvac.Client,
+) -> None:
     secret = read_secret(vault, "mongodb")
     require_listening(secret, "MongoDB")
+    name = f"devstack-test-{uuid.uuid4().hex[:12]}"
 
     client = mongo_client(secret, secret["password"])
+    database = client[secret["database"]]
     try:
-        names = await client[secret["database"]].list_collection_names()
+        try:
+            await database.create_collection(name)
+        except OperationFailure as exc:
+            if exc.code != MONGO_AUTH_FAILED:
+                raise
+            pytest.fail(
+                f"the MongoDB-wire server on {secret['host']}:{secret['port']} refuses "
+                f"{secret['user']} with the password in secret/mongodb: not the devstack's server?"
+            )
+        try:
+            names = await database.list_collection_names()
+        finally:
+            await database.drop_collection(name)
+        after = await database.list_collection_names()
     finally:
         await client.close()
 
-    assert set(names) >= DEMO_COLLECTIONS
+    assert name in names
+    assert name not in after
 
 
 async def test_mongodb_enforces_authentication_so_a_wrong_password_is_refused(
