@@ -59,7 +59,7 @@ stop_started_servers() {
     wait "$entry"
   done
   rm -f "$file"
-  report devstack "stopped what this run started" "${servers[*]}" "$t"
+  report devstack "stopped what sessions started" "${servers[*]}" "$t"
 }
 
 leave_session() {
@@ -68,7 +68,7 @@ leave_session() {
   take_lock
   rm -f "$(sessions_dir)/$$.pid"
   if other_sessions_alive; then
-    note "another 'devstack.sh with' still uses this devstack: the last one to end stops what was started for them"
+    note "another 'devstack.sh with' still runs on this devstack: the last one to end stops what sessions started"
   else
     stop_started_servers
   fi
@@ -86,7 +86,7 @@ cmd_with() {
   trap 'exit 130' INT
   trap 'exit 143' TERM
   if devstack_answers; then
-    note "already running (Vault on ${VAULT_ADDR_LOCAL} holds the secrets, every port listens): used as it is, left running"
+    note "already running (Vault on ${VAULT_ADDR_LOCAL} holds the secrets, every port listens): this run starts nothing"
   else
     STARTED_LIST=$(sessions_started)
     bring_up
@@ -95,6 +95,7 @@ cmd_with() {
   # The lock is for starting and stopping; the command may run for minutes.
   exec 9>&-
   # The addresses only: COLIMA_BACKEND=live would change what an in-memory test builds.
-  eval "$(cmd_env | grep -v '^export COLIMA_BACKEND=')"
-  "$@"
+  local -a addresses
+  mapfile -t addresses < <(cmd_env | sed -n 's/^export //p' | grep -v '^COLIMA_BACKEND=')
+  env "${addresses[@]}" "$@"
 }
