@@ -147,6 +147,30 @@ OPENERS: dict[tuple[type[Any], str], Opener] = {
 }
 
 
+async def remove_queue(backend: str, name: str) -> None:
+    """Delete the queue ``name`` a test made on ``backend``; the MessageBroker port cannot, so on
+    RabbitMQ ``rabbitmqctl`` does it, in the vhost of secret/rabbitmq. A memory broker dies with
+    its test."""
+    if service_of(backend) != "rabbitmq":
+        return
+    async with _vault_secret_store() as store:
+        vhost = (await store.read("rabbitmq")).data["vhost"]
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl",
+        "-q",
+        "delete_queue",
+        "-p",
+        vhost,
+        name,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await process.communicate()
+    # A test that only asked about the queue never made it.
+    gone = process.returncode == 0 or b"not found" in stderr
+    assert gone, f"rabbitmqctl delete_queue {name}: {stderr.decode(errors='replace')}"
+
+
 def open_adapter(role: type[Any], backend: str) -> AbstractAsyncContextManager[Any]:
     """Open the adapter playing ``role`` (a port Protocol) on ``backend``; closes it on exit.
 

@@ -1,6 +1,5 @@
-"""Behaviour every MessageBroker shares. Queue names are unique per test and counts are compared
-as growth, so a shared live broker is safe to run against (the port cannot delete queues, so a
-live run leaves its ``contract-*`` queues behind)."""
+"""Behaviour every MessageBroker shares. Queue names are unique per test, counts are compared as
+growth and each queue is deleted afterwards, so a shared live broker is safe to run against."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import pytest
 
 from colima_ref.ports.messaging import MessageBroker
 
-from .conftest import open_adapter
+from .conftest import open_adapter, remove_queue
 
 
 @pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
@@ -21,8 +20,10 @@ async def broker(request: pytest.FixtureRequest) -> AsyncIterator[MessageBroker]
 
 
 @pytest.fixture
-def queue() -> str:
-    return f"contract-{uuid.uuid4().hex}"
+async def queue(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    name = f"contract-{uuid.uuid4().hex}"
+    yield name
+    await remove_queue(request.node.callspec.params["broker"], name)
 
 
 async def test_publishing_to_a_new_queue_creates_it(broker: MessageBroker, queue: str) -> None:
