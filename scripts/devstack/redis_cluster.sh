@@ -32,6 +32,9 @@ dir ${dir}
 cluster-enabled yes
 cluster-config-file nodes.conf
 cluster-node-timeout 5000
+# A master that is down stops only its own slots: with the default (yes) every node refuses every
+# command until a replica takes over, and keys on the healthy masters would fail with it.
+cluster-require-full-coverage no
 save ""
 appendonly no
 repl-diskless-sync yes
