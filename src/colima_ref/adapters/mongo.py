@@ -24,7 +24,6 @@ from colima_ref.domain.models import ServiceHealth
 SERVICE = "mongodb"
 _AUTHENTICATION_FAILED = 18
 _UNAUTHORIZED = 13
-_HEARTBEAT = 1.0  # seconds
 
 T = TypeVar("T")
 Document = dict[str, Any]
@@ -35,14 +34,12 @@ class _LoginRejectedError(Exception):
     """MongoDB refused the credentials: worth one more try with freshly read ones."""
 
 
-@attrs.define(eq=False)
+@attrs.frozen
 class _Session:
-    """A client, the database its credentials were issued for, and whether the last call
-    found no server to run on."""
+    """A client and the database its credentials were issued for."""
 
     client: Client = attrs.field(repr=False)
     database: str
-    unreachable: bool = False
 
 
 @attrs.define
@@ -61,11 +58,9 @@ class MongoDocumentDatabase:
 
     Every call raises DatabaseConnectionError when MongoDB is unreachable within
     ``connect_timeout``, refuses the login or fails the command, and TimeoutError (504) when it
-    takes longer than ``operation_timeout``. Once a call found no server, later ones fail at
-    once while pymongo's monitor (every second) reaches none. Errors of the secret store
-    (VaultUnavailableError...) pass through, except a missing secret, which is a
-    DatabaseConnectionError. A refused login or command (code 18 or 13) and a missing secret are
-    answers, not outages (``outage`` False).
+    takes longer than ``operation_timeout``. Errors of the secret store (VaultUnavailableError...)
+    pass through, except a missing secret, which is a DatabaseConnectionError. A refused login
+    or command (code 18 or 13) and a missing secret are answers, not outages (``outage`` False).
 
     With a ``breaker``, every call but ``check`` passes through it and raises CircuitBreakerError
     while it is open; a health probe always reaches the server, so recovery shows.
@@ -180,8 +175,6 @@ class MongoDocumentDatabase:
                         outage=False,
                     ) from exc.__cause__
         except TimeoutError as exc:
-            if self._current is not None:
-                _found_no_server(self._current)
             raise errors.TimeoutError(
                 f"MongoDB did not answer within {self._operation_timeout:g} s",
                 {"service": SERVICE},
@@ -233,9 +226,6 @@ class MongoDocumentDatabase:
             authSource=self._auth_source or database,
             directConnection=self._direct_connection,
             serverSelectionTimeoutMS=_ms(self._connect_timeout),
-            # How soon a server no longer reached is seen back (10 s by default): calls fail at
-            # once until then.
-            heartbeatFrequencyMS=_ms(_HEARTBEAT),
             connectTimeoutMS=_ms(self._connect_timeout),
             socketTimeoutMS=_ms(self._operation_timeout),
             minPoolSize=self._min_size,
@@ -246,34 +236,8 @@ class MongoDocumentDatabase:
 
 
 async def _attempt(session: _Session, command: Callable[[_Session], Awaitable[T]]) -> T:
-    if session.unreachable:
-        failure = _last_check_failure(session.client)
-        if failure is not None:
-            raise errors.DatabaseConnectionError(
-                "MongoDB is unreachable", _cause(failure), service=SERVICE
-            ) from failure
-        session.unreachable = False
     with _translated():
-        try:
-            return await command(session)
-        except ServerSelectionTimeoutError:
-            _found_no_server(session)
-            raise
-
-
-def _found_no_server(session: _Session) -> None:
-    # pymongo waited for a server, through the whole server selection timeout or until the
-    # operation timeout: while its monitor reaches none, later calls need not wait.
-    session.unreachable = not session.client.topology_description.has_known_servers
-
-
-def _last_check_failure(client: Client) -> Exception | None:
-    """Why the client's monitor reached no server at its last check, if it reached none."""
-    topology = client.topology_description
-    if topology.has_known_servers:
-        return None
-    failures = [server.error for server in topology.server_descriptions().values()]
-    return failures[0] if failures and all(failures) else None
+        return await command(session)
 
 
 def _ms(seconds: float) -> int:
