@@ -97,6 +97,7 @@ async def _open_live(
                 mount=vault.mount,
                 prefix=vault.path_prefix,
                 request_timeout=vault.timeout,
+                operation_timeout=limits.operation_timeout,
                 breaker=breakers["vault"],
             )
         )

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
+
+T = TypeVar("T")
+
+# Calls given up on that are still winding down: the loop keeps only weak references to tasks.
+_winding_down: set[asyncio.Task[Any]] = set()
 
 
 class Deadline:
@@ -19,6 +25,8 @@ class Deadline:
 
     A bound only works inside a task, like asyncio.timeout. Cancellation from elsewhere passes
     through untouched; only the cancellation this deadline asked for becomes TimeoutError.
+    A driver that takes its time to wind down once cancelled holds a bound past its deadline:
+    such an adapter calls through `run` instead, at the price of a task per call.
     """
 
     __slots__ = ("_loop", "_running", "_timer", "seconds")
@@ -33,6 +41,28 @@ class Deadline:
     def bound(self) -> _Bound:
         """A context manager bounding the calls made inside it (see the class docstring)."""
         return _Bound(self)
+
+    async def run(self, call: Coroutine[Any, Any, T]) -> T:
+        """Await ``call`` in a task of its own; raise TimeoutError once it has run ``seconds``.
+
+        The caller is answered at the deadline whatever the driver does once cancelled: psycopg
+        sends PostgreSQL a cancel request and waits up to 10 s for the query to end, and under
+        ``bound()`` the caller would wait for all of it. Here the call is cancelled and winds
+        down in the background; the driver bounds that and closes the connection it leaves
+        mid-call, or cleans it up. A cancellation of the caller cancels the call the same way.
+        The task and the hand-over add two turns of the event loop to every call.
+        """
+        task = asyncio.create_task(call)
+        try:
+            with self.bound():
+                # Shielded: cancelling the caller must not make it wait for the call to end.
+                return await asyncio.shield(task)
+        except BaseException:
+            if not task.done():
+                task.cancel()
+                _winding_down.add(task)
+                task.add_done_callback(_wound_down)
+            raise
 
     def _start(self, bound: _Bound, loop: asyncio.AbstractEventLoop) -> None:
         if loop is not self._loop:
@@ -100,6 +130,13 @@ class _Bound:
     def expire(self) -> None:
         self._expired = True
         self._task.cancel()
+
+
+def _wound_down(task: asyncio.Task[Any]) -> None:
+    _winding_down.discard(task)
+    if not task.cancelled():
+        # Retrieved so that asyncio does not log an error nobody was left to receive.
+        task.exception()
 
 
 def _of_operation_timeout(adapter: Any) -> Deadline:

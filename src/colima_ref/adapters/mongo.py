@@ -57,9 +57,10 @@ class MongoDocumentDatabase:
     (SecantusDB advertises a single-node set whose member name need not resolve from here).
 
     Every call raises DatabaseConnectionError when MongoDB is unreachable within
-    ``connect_timeout``, refuses the login or fails the command, and TimeoutError (504) when it
-    takes longer than ``operation_timeout``. Errors of the secret store (VaultUnavailableError...)
-    pass through, except a missing secret, which is a DatabaseConnectionError. A refused login
+    ``connect_timeout`` (at most half the ``operation_timeout``), refuses the login or fails the
+    command, and TimeoutError (504) when it takes longer than ``operation_timeout``. Errors of the
+    secret store (VaultUnavailableError...) pass through, except a missing secret, which is a
+    DatabaseConnectionError. A refused login
     or command (code 18 or 13) and a missing secret are answers, not outages (``outage`` False).
 
     With a ``breaker``, every call but ``check`` passes through it and raises CircuitBreakerError
@@ -225,7 +226,10 @@ class MongoDocumentDatabase:
             password=secret.data.get("password") or None,
             authSource=self._auth_source or database,
             directConnection=self._direct_connection,
-            serverSelectionTimeoutMS=_ms(self._connect_timeout),
+            # pymongo mishandles a cancellation while it selects a server: its topology lock
+            # breaks (RuntimeError "Lock is not acquired") and every later call fails. Server
+            # selection gives up by itself, with a 503, well before the operation timeout.
+            serverSelectionTimeoutMS=_ms(min(self._connect_timeout, self._operation_timeout / 2)),
             connectTimeoutMS=_ms(self._connect_timeout),
             socketTimeoutMS=_ms(self._operation_timeout),
             minPoolSize=self._min_size,

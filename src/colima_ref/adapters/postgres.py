@@ -20,6 +20,7 @@ from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.deadline import ADAPTER_DEADLINE, Deadline
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueryResult, ServiceHealth
+from colima_ref.domain.shared_runs import SharedRuns
 
 SERVICE = "postgres"
 TIMESTAMP_QUERY: LiteralString = "SELECT current_timestamp"
@@ -61,8 +62,13 @@ class PostgresDatabase:
     The pool is built on first use with the user, password and database read from ``credentials``
     at ``secret_path``; host and port are ours. When PostgreSQL refuses that login, the credential
     is invalidated, read again, the pool rebuilt and the call tried once more, so a rotated
-    password is picked up without a restart. A call that gets no pooled connection within
-    ``connect_timeout`` (the pool is still reconnecting, or busy) connects directly once.
+    password is picked up without a restart.
+
+    A call waits for a pooled connection up to ``operation_timeout``. Until PostgreSQL is seen to
+    take a connection (at first, after a pooled connection was found dead, and when the pool
+    gave up reconnecting), calls first open one of their own (one at a time, shared) and close
+    it: a server that refuses connections fails them at once rather than after the pool's wait,
+    and one that takes them again is used at once.
 
     Every call raises DatabaseConnectionError when PostgreSQL is unreachable or refuses the
     login, and TimeoutError (504) when it takes
@@ -83,6 +89,8 @@ class PostgresDatabase:
     _max_size: int = 10
     _breaker: ServiceBreaker | None = attrs.field(default=None, repr=False)
     _current: _Pool | None = attrs.field(default=None, init=False)
+    _reachable: bool = attrs.field(default=False, init=False)
+    _probes: SharedRuns[str, None] = attrs.field(factory=SharedRuns, init=False, repr=False)
     _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
     _deadline: Deadline = attrs.field(default=ADAPTER_DEADLINE, init=False, repr=False)
 
@@ -155,46 +163,61 @@ class PostgresDatabase:
     async def _call(self, query: Callable[[Connection], Awaitable[T]]) -> T:
         """Run ``query`` on a pooled connection: every call to PostgreSQL passes here."""
         try:
-            with self._deadline.bound():
-                pool = await self._pool()
-                try:
-                    return await self._attempt(pool, query)
-                except _LoginRejectedError:
-                    pool = await self._pool(rejected=pool)
-                try:
-                    return await self._attempt(pool, query)
-                except _LoginRejectedError as exc:
-                    # Not kept: its pool would go on logging in with the refused password, and
-                    # the next call would wait out a checkout before reading the secret again.
-                    await self._discard(pool)
-                    raise errors.DatabaseConnectionError(
-                        "PostgreSQL refused the credentials from the secret store",
-                        _cause(exc.__cause__),
-                        service=SERVICE,
-                        outage=False,
-                    ) from exc.__cause__
+            return await self._deadline.run(self._logged_in(query))
         except TimeoutError as exc:
             raise errors.TimeoutError(
                 f"PostgreSQL did not answer within {self._operation_timeout:g} s",
                 {"service": SERVICE},
             ) from exc
 
+    async def _logged_in(self, query: Callable[[Connection], Awaitable[T]]) -> T:
+        pool = await self._pool()
+        try:
+            return await self._attempt(pool, query)
+        except _LoginRejectedError:
+            pool = await self._pool(rejected=pool)
+        try:
+            return await self._attempt(pool, query)
+        except _LoginRejectedError as exc:
+            # Not kept: its pool would go on logging in with the refused password, and
+            # the next call would wait out a checkout before reading the secret again.
+            await self._discard(pool)
+            raise errors.DatabaseConnectionError(
+                "PostgreSQL refused the credentials from the secret store",
+                _cause(exc.__cause__),
+                service=SERVICE,
+                outage=False,
+            ) from exc.__cause__
+
     async def _attempt(self, pool: _Pool, query: Callable[[Connection], Awaitable[T]]) -> T:
         try:
+            if not self._reachable:
+                await self._probes.call(SERVICE, self._probe, pool)
             try:
                 return await self._pooled(pool, query)
             except _StaleConnectionError:
-                # Connections die idle when the server restarts. Checking each one on checkout
-                # would cost a round trip per call; instead the first call to meet a dead one
-                # has the pool drop them all, then runs on a live (or new) connection.
+                # Connections die idle when the server restarts or stops. Checking each one on
+                # checkout would cost a round trip per call; instead the first call to meet a
+                # dead one asks whether the server takes connections (failing at once if it
+                # refuses them), has the pool drop its dead ones, then runs on a live one.
+                self._reachable = False
+                await self._probes.call(SERVICE, self._probe, pool)
                 await pool.pool.check()
                 return await self._pooled(pool, query)
         except psycopg.Error as exc:
             _raise_translated(exc)
 
+    async def _probe(self, pool: _Pool) -> None:
+        conn = await psycopg.AsyncConnection.connect(**pool.login)
+        await conn.close()
+        self._reachable = True
+
+    def _reconnect_failed(self, _pool: object) -> None:
+        self._reachable = False
+
     async def _pooled(self, pool: _Pool, query: Callable[[Connection], Awaitable[T]]) -> T:
         try:
-            async with pool.pool.connection(timeout=self._connect_timeout) as conn:
+            async with pool.pool.connection() as conn:
                 try:
                     return await query(conn)
                 except psycopg.OperationalError as exc:
@@ -258,11 +281,13 @@ class PostgresDatabase:
             kwargs=login,
             min_size=self._min_size,
             max_size=self._max_size,
-            timeout=self._connect_timeout,
+            # A busy pool is waited for as long as the call may take.
+            timeout=self._operation_timeout,
             name=SERVICE,
             # The pool pauses longer after each failed reconnection, up to this window (5 min by
             # default); a short one keeps recovery within seconds of the server's return.
             reconnect_timeout=_RECONNECT_WINDOW,
+            reconnect_failed=self._reconnect_failed,
             configure=_configure,
             open=False,
         )

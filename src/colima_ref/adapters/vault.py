@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import os
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
 import attrs
@@ -20,6 +23,7 @@ import requests
 import structlog
 
 from colima_ref.adapters.breaker import ServiceBreaker, through
+from colima_ref.adapters.deadline import ADAPTER_DEADLINE, Deadline
 from colima_ref.domain.errors import (
     ConfigurationError,
     ResourceNotFoundError,
@@ -137,11 +141,21 @@ class VaultSecretStore:
     mount: str = "secret"
     prefix: str = ""
     retry_interval: float = 5.0
+    _operation_timeout: float = attrs.field(default=5.0, alias="operation_timeout")
     _breaker: ServiceBreaker | None = attrs.field(default=None, alias="breaker", repr=False)
+    max_threads: int = 8
+    # Its own threads: requests a silent Vault holds must not starve the loop's default executor
+    # (which also resolves host names), and their number stays bounded.
+    _threads: ThreadPoolExecutor = attrs.field(init=False, repr=False)
+    _deadline: Deadline = attrs.field(default=ADAPTER_DEADLINE, init=False, repr=False)
     _generation: int = attrs.field(default=0, init=False)
     _login_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
     _renewal: asyncio.Task[None] | None = attrs.field(default=None, init=False, repr=False)
     _health: asyncio.Task[ServiceHealth] | None = attrs.field(default=None, init=False, repr=False)
+
+    @_threads.default
+    def _own_threads(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(self.max_threads, thread_name_prefix="vault")
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -155,13 +169,17 @@ class VaultSecretStore:
         mount: str = "secret",
         prefix: str = "",
         request_timeout: float = 2.0,
+        operation_timeout: float = 5.0,
+        max_threads: int = 8,
         approle_mount: str = "approle",
         retry_interval: float = 5.0,
         breaker: ServiceBreaker | None = None,
     ) -> AsyncIterator[VaultSecretStore]:
         """A store on one hvac client, renewing its token until the block exits.
 
-        ``request_timeout`` bounds every request (connect and each read), in seconds.
+        ``request_timeout`` bounds every request (connect and each read), in seconds, and
+        ``operation_timeout`` a whole ``read`` or ``check``, logins and retries included.
+        At most ``max_threads`` requests run at once, each in a thread; more wait for one.
 
         Makes no request before yielding, so it succeeds while Vault is down. Raises
         ConfigurationError when the auth arguments do not name exactly one method.
@@ -181,6 +199,8 @@ class VaultSecretStore:
             mount=mount,
             prefix=prefix,
             retry_interval=retry_interval,
+            operation_timeout=operation_timeout,
+            max_threads=max_threads,
             breaker=breaker,
         )
         store._renewal = asyncio.create_task(store._keep_token_alive(), name="vault-token")
@@ -190,7 +210,8 @@ class VaultSecretStore:
             await store.close()
 
     async def close(self) -> None:
-        """Stop renewing the token and close the HTTP session."""
+        """Stop renewing the token, wait for the requests still running, and close the HTTP
+        session."""
         if self._renewal is not None:
             self._renewal.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -199,6 +220,9 @@ class VaultSecretStore:
         if self._health is not None:
             # Not cancelled: its thread would run on anyway; the request ends within its timeout.
             await asyncio.wait([self._health])
+        # Requests given up on at the operation timeout may still hold a thread and a
+        # connection: they end within request_timeout, then the connections are closed.
+        await asyncio.to_thread(functools.partial(self._threads.shutdown, cancel_futures=True))
         self._client.adapter.close()
 
     async def read(self, path: str) -> Secret:
@@ -208,11 +232,13 @@ class VaultSecretStore:
 
     async def _read(self, path: str) -> Secret:
         full_path = f"{self.prefix.strip('/')}/{path}" if self.prefix.strip("/") else path
-        response = await self._authenticated(
-            lambda: self._client.secrets.kv.v2.read_secret_version(
-                path=full_path, mount_point=self.mount, raise_on_deleted_version=True
-            ),
-            path=path,
+        response = await self._bounded(
+            self._authenticated(
+                lambda: self._client.secrets.kv.v2.read_secret_version(
+                    path=full_path, mount_point=self.mount, raise_on_deleted_version=True
+                ),
+                path=path,
+            )
         )
         return Secret(path=path, data=dict(text_fields(response["data"]["data"])))
 
@@ -239,9 +265,11 @@ class VaultSecretStore:
             done.exception()
 
     async def _read_health(self) -> ServiceHealth:
-        status = await self._call(
-            lambda: self._client.sys.read_health_status(
-                method="GET", sealed_code=200, standby_code=200, uninit_code=200
+        status = await self._bounded(
+            self._call(
+                lambda: self._client.sys.read_health_status(
+                    method="GET", sealed_code=200, standby_code=200, uninit_code=200
+                )
             )
         )
         details = {key: bool(status[key]) for key in ("initialized", "sealed", "standby")}
@@ -306,10 +334,21 @@ class VaultSecretStore:
             self._generation += 1
             log.info("vault.approle.login", generation=self._generation)
 
+    async def _bounded(self, call: Coroutine[Any, Any, T]) -> T:
+        """``call`` within the operation timeout. hvac cannot be interrupted: a request past it
+        goes on in its thread, until request_timeout, while the caller is answered at once."""
+        try:
+            with self._deadline.bound():
+                return await call
+        except TimeoutError as exc:
+            raise _unavailable("timeout", exc) from exc
+
     async def _call(self, request: Callable[[], T], *, path: str | None = None) -> T:
         """The one place a request reaches Vault (a circuit breaker can wrap it)."""
+        # As asyncio.to_thread, on our own threads: the request sees the caller's context.
+        in_context = functools.partial(contextvars.copy_context().run, request)
         with _translated(path):
-            return await asyncio.to_thread(request)
+            return await asyncio.get_running_loop().run_in_executor(self._threads, in_context)
 
     async def _keep_token_alive(self) -> None:
         lease: _Lease | None = None

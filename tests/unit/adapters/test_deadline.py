@@ -105,3 +105,50 @@ def test_one_deadline_serves_successive_event_loops() -> None:
 def test_a_bound_outside_a_task_is_refused() -> None:
     with pytest.raises(RuntimeError), Deadline(1.0).bound():
         pass
+
+
+async def stubborn(cancelled: asyncio.Event, wind_down: float) -> None:
+    """A call that, once cancelled, takes ``wind_down`` seconds to end, as psycopg does."""
+    try:
+        await asyncio.sleep(FOREVER)
+    except asyncio.CancelledError:
+        cancelled.set()
+        await asyncio.sleep(wind_down)
+        raise
+
+
+async def test_run_answers_at_the_deadline_while_the_cancelled_call_winds_down() -> None:
+    cancelled = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    with pytest.raises(TimeoutError):
+        await Deadline(0.05).run(stubborn(cancelled, wind_down=FOREVER))
+
+    assert loop.time() - started < 0.5
+    await asyncio.wait_for(cancelled.wait(), 1.0)
+
+
+async def test_run_returns_the_result_or_raises_the_error_of_the_call() -> None:
+    async def answer() -> str:
+        return "answered"
+
+    async def fail() -> None:
+        raise LookupError("no such thing")
+
+    deadline = Deadline(FOREVER)
+
+    assert await deadline.run(answer()) == "answered"
+    with pytest.raises(LookupError):
+        await deadline.run(fail())
+
+
+async def test_a_caller_cancelled_from_elsewhere_cancels_its_call_without_waiting_for_it() -> None:
+    cancelled = asyncio.Event()
+    caller = asyncio.create_task(Deadline(FOREVER).run(stubborn(cancelled, wind_down=FOREVER)))
+    await asyncio.sleep(0.01)
+    caller.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(caller, 0.5)
+    await asyncio.wait_for(cancelled.wait(), 1.0)
