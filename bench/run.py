@@ -347,6 +347,17 @@ def measure(server: Server, endpoint: Endpoint, seconds: int, warmup: int) -> Re
     return result
 
 
+def rabbitmq_url() -> str:
+    """The devstack's RabbitMQ login as an AMQP URL, read from Vault as the servers read it."""
+    vault = hvac.Client(url=os.environ["VAULT_ADDR"], token=os.environ["VAULT_TOKEN"])
+    secret = vault.secrets.kv.v2.read_secret_version(
+        path="rabbitmq", mount_point="secret", raise_on_deleted_version=True
+    )["data"]["data"]
+    vhost = secret.get("vhost") or "dev_vhost"
+    port = os.environ.get("RABBITMQ_PORT", "5672")
+    return f"amqp://{secret['user']}:{secret['password']}@{HOST}:{port}/{vhost}"
+
+
 def purge_publish_queue() -> None:
     """Empty the queue the publish endpoint fills, before each server publishes to it.
 
@@ -355,13 +366,7 @@ def purge_publish_queue() -> None:
     against 129 us once it was purged, on the two cores the servers share. Each measurement
     starts from the same empty queue. Credentials as the baseline reads them, from Vault.
     """
-    vault = hvac.Client(url=os.environ["VAULT_ADDR"], token=os.environ["VAULT_TOKEN"])
-    secret = vault.secrets.kv.v2.read_secret_version(
-        path="rabbitmq", mount_point="secret", raise_on_deleted_version=True
-    )["data"]["data"]
-    vhost = secret.get("vhost") or "dev_vhost"
-    port = os.environ.get("RABBITMQ_PORT", "5672")
-    url = f"amqp://{secret['user']}:{secret['password']}@{HOST}:{port}/{vhost}"
+    url = rabbitmq_url()
 
     async def purge() -> None:
         connection = await aiormq.connect(url)

@@ -33,7 +33,6 @@ from collections import Counter
 from pathlib import Path
 
 import aiormq
-import hvac
 
 # bench/run.py, beside this file: the same server start-up and environment as `make bench`.
 import run as bench
@@ -91,13 +90,7 @@ def server_errors(log: Path) -> Counter[str]:
 
 
 def delete_queue(queue: str) -> None:
-    vault = hvac.Client(url=os.environ["VAULT_ADDR"], token=os.environ["VAULT_TOKEN"])
-    secret = vault.secrets.kv.v2.read_secret_version(
-        path="rabbitmq", mount_point="secret", raise_on_deleted_version=True
-    )["data"]["data"]
-    vhost = secret.get("vhost") or "dev_vhost"
-    port = os.environ.get("RABBITMQ_PORT", "5672")
-    url = f"amqp://{secret['user']}:{secret['password']}@{bench.HOST}:{port}/{vhost}"
+    url = bench.rabbitmq_url()
 
     async def delete() -> None:
         connection = await aiormq.connect(url)

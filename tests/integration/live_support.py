@@ -36,6 +36,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 30.0
 SECRET_PATHS = ("postgres", "mysql", "mongodb", "redis-1", "rabbitmq")
+# The marks of a test that runs the whole app on the live backend: it needs every service.
+WHOLE_STACK = [
+    pytest.mark.integration,
+    pytest.mark.vault,
+    pytest.mark.postgres,
+    pytest.mark.mysql,
+    pytest.mark.mongodb,
+    pytest.mark.redis,
+    pytest.mark.rabbitmq,
+]
 # The limiter and the response cache would answer for the backend under test, and a breaker
 # opened by the outage would hold the endpoint shut for 60 s after the backend returns: a short
 # reset timeout keeps the breaker in play while recovery stays measurable within 10 s.

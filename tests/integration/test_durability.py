@@ -26,18 +26,10 @@ import httpx2
 import hvac
 import pytest
 from aiormq.abc import AbstractChannel
-from live_support import QUIET, SUMMARIES, LiveServer, read_secret
+from live_support import QUIET, SUMMARIES, WHOLE_STACK, LiveServer, read_secret
 from pamqp.commands import Basic
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.vault,
-    pytest.mark.postgres,
-    pytest.mark.mysql,
-    pytest.mark.mongodb,
-    pytest.mark.redis,
-    pytest.mark.rabbitmq,
-]
+pytestmark = WHOLE_STACK
 
 CLIENTS: Final = 50
 MANY: Final = 10_000

@@ -38,6 +38,7 @@ import pytest
 from live_support import (
     QUIET,
     SUMMARIES,
+    WHOLE_STACK,
     LiveServer,
     Relay,
     VaultFolder,
@@ -45,15 +46,7 @@ from live_support import (
     assert_clean_shutdown,
 )
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.vault,
-    pytest.mark.postgres,
-    pytest.mark.mysql,
-    pytest.mark.mongodb,
-    pytest.mark.redis,
-    pytest.mark.rabbitmq,
-]
+pytestmark = WHOLE_STACK
 
 Fault = Literal["down", "slow", "silent", "reset"]
 

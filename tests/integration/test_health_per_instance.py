@@ -16,18 +16,10 @@ from typing import Any
 
 import attrs
 import pytest
-from live_support import LiveServer, Relay, addresses
+from live_support import WHOLE_STACK, LiveServer, Relay, addresses
 from prometheus_client.parser import text_string_to_metric_families
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.vault,
-    pytest.mark.postgres,
-    pytest.mark.mysql,
-    pytest.mark.mongodb,
-    pytest.mark.redis,
-    pytest.mark.rabbitmq,
-]
+pytestmark = WHOLE_STACK
 
 SHOWN_WITHIN = 5.0  # seconds from an outage to /health/all showing it
 POLL = 0.05

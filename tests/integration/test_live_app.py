@@ -17,21 +17,14 @@ import hvac
 import pytest
 from live_support import (
     SECRET_PATHS,
+    WHOLE_STACK,
     LiveServer,
     assert_clean_shutdown,
     read_secret,
 )
 from pymongo import MongoClient
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.vault,
-    pytest.mark.postgres,
-    pytest.mark.mysql,
-    pytest.mark.mongodb,
-    pytest.mark.redis,
-    pytest.mark.rabbitmq,
-]
+pytestmark = WHOLE_STACK
 
 SERVICES = ("vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq")
 bodies: list[str] = []

@@ -10,17 +10,9 @@ from collections.abc import Iterator
 import hvac
 import pytest
 import redis
-from live_support import LiveServer, read_secret
+from live_support import WHOLE_STACK, LiveServer, read_secret
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.vault,
-    pytest.mark.postgres,
-    pytest.mark.mysql,
-    pytest.mark.mongodb,
-    pytest.mark.redis,
-    pytest.mark.rabbitmq,
-]
+pytestmark = WHOLE_STACK
 
 
 @pytest.fixture(scope="module")

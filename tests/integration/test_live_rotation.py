@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import attrs
 import hvac
@@ -26,27 +23,16 @@ from live_support import (
     LiveServer,
     VaultFolder,
     assert_clean_shutdown,
-    free_port,
-    skip_or_fail,
 )
-from test_postgres_adapter import PG_BIN, Account, PrivateServer
+from test_postgres_adapter import Account, PrivateServer, private_postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.vault, pytest.mark.postgres, pytest.mark.mysql]
 
 
 @pytest.fixture(scope="module")
 def postgres_server() -> Iterator[PrivateServer]:
-    if not (PG_BIN / "initdb").exists():
-        skip_or_fail(f"no initdb in {PG_BIN} to start a private PostgreSQL; set PG_BIN")
-    workdir = Path(tempfile.mkdtemp(prefix="colima-live-pg-"))
-    server = PrivateServer(free_port(), secrets.token_urlsafe(18), workdir=workdir)
-    try:
-        server.init()
-        server.start()
+    with private_postgres() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(workdir)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import hvac
 import pytest
-from live_support import Fault, Relay, addresses, read_secret
+from live_support import WHOLE_STACK, Fault, Relay, addresses, read_secret
 
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore
@@ -38,15 +38,7 @@ from colima_ref.adapters.vault import VaultSecretStore
 from colima_ref.domain.errors import ServiceUnavailableError
 from colima_ref.domain.errors import TimeoutError as OperationTimeoutError
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.vault,
-    pytest.mark.postgres,
-    pytest.mark.mysql,
-    pytest.mark.mongodb,
-    pytest.mark.redis,
-    pytest.mark.rabbitmq,
-]
+pytestmark = WHOLE_STACK
 
 OPERATION_TIMEOUT = 1.0
 CONNECT_TIMEOUT = 2.0

@@ -18,7 +18,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
@@ -209,8 +209,9 @@ class PrivateServer(Server):
         self._run("pg_ctl", "-D", str(self.workdir / "data"), "-m", "fast", "-w", "stop")
 
 
-@pytest.fixture(scope="module")
-def private_server() -> Iterator[PrivateServer]:
+@contextmanager
+def private_postgres() -> Iterator[PrivateServer]:
+    """A PrivateServer on a free port for the length of the block, removed afterwards."""
     if not (PG_BIN / "initdb").exists():
         unreachable(f"no initdb in {PG_BIN} to start a private server; set PG_BIN")
     # Not under pytest's tmp_path: its parent is private to root, and the server runs as postgres.
@@ -223,6 +224,12 @@ def private_server() -> Iterator[PrivateServer]:
     finally:
         server.stop()
         shutil.rmtree(workdir)
+
+
+@pytest.fixture(scope="module")
+def private_server() -> Iterator[PrivateServer]:
+    with private_postgres() as server:
+        yield server
 
 
 @pytest.fixture

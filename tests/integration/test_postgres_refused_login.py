@@ -7,16 +7,11 @@ The shared PostgreSQL trusts local logins, so this runs on a private scram-sha-2
 
 from __future__ import annotations
 
-import secrets
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from live_support import free_port, skip_or_fail
-from test_postgres_adapter import PG_BIN, PrivateServer
+from test_postgres_adapter import PrivateServer, private_postgres
 
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore
@@ -30,17 +25,8 @@ CONNECT_TIMEOUT = 1.0
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PrivateServer]:
-    if not (PG_BIN / "initdb").exists():
-        skip_or_fail(f"no initdb in {PG_BIN} to start a private PostgreSQL; set PG_BIN")
-    workdir = Path(tempfile.mkdtemp(prefix="colima-refused-pg-"))
-    server = PrivateServer(free_port(), secrets.token_urlsafe(18), workdir=workdir)
-    try:
-        server.init()
-        server.start()
+    with private_postgres() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(workdir)
 
 
 async def test_the_call_after_the_secret_is_fixed_is_served_without_a_pool_wait(

@@ -15,11 +15,8 @@ the store itself, the AppRole one on a private dev server.
 from __future__ import annotations
 
 import secrets
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import attrs
 import hvac
@@ -27,28 +24,19 @@ import pytest
 from live_support import (
     QUIET,
     SECRET_PATHS,
+    WHOLE_STACK,
     LiveServer,
     VaultFolder,
-    free_port,
     read_secret,
-    skip_or_fail,
 )
-from test_postgres_adapter import PG_BIN, PrivateServer
+from test_postgres_adapter import PrivateServer, private_postgres
 from test_vault_adapter import DevVault, make_approle, start_dev_vault
 
 from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.vault import VaultSecretStore
 from colima_ref.domain.errors import VaultUnavailableError
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.vault,
-    pytest.mark.postgres,
-    pytest.mark.mysql,
-    pytest.mark.mongodb,
-    pytest.mark.redis,
-    pytest.mark.rabbitmq,
-]
+pytestmark = WHOLE_STACK
 
 FAIL_MAX = 3
 REFUSED_REQUESTS = FAIL_MAX + 2
@@ -88,17 +76,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def postgres_server() -> Iterator[PrivateServer]:
-    if not (PG_BIN / "initdb").exists():
-        skip_or_fail(f"no initdb in {PG_BIN} to start a private PostgreSQL; set PG_BIN")
-    workdir = Path(tempfile.mkdtemp(prefix="colima-login-pg-"))
-    server = PrivateServer(free_port(), secrets.token_urlsafe(18), workdir=workdir)
-    try:
-        server.init()
-        server.start()
+    with private_postgres() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(workdir)
 
 
 @pytest.fixture(scope="module")
