@@ -13,13 +13,13 @@ import uvicorn
 
 from colima_ref import __version__
 from colima_ref.head_deadline import HEAD_TIMEOUT, HeadDeadlineProtocol
+from colima_ref.http.middleware.request_validation import MAX_HEAD_BYTES
 from colima_ref.logs import configure_logging
 from colima_ref.settings import ENVIRONMENT, LOG_LEVELS, Settings, SettingsError
 
 PROG = "colima-ref"
 # h11 answers 400 and closes once a request head has grown past this without ending; uvicorn's
 # httptools protocol has no such bound, which is why we serve with h11.
-MAX_HEAD_BYTES = 32 * 1024
 # After SIGTERM, requests in flight get this long to finish before uvicorn cancels them.
 GRACEFUL_SHUTDOWN = 10  # seconds
 

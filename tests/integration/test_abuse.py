@@ -21,8 +21,8 @@ import attrs
 import pytest
 from live_support import LiveServer, assert_clean_shutdown
 
-from colima_ref.cli import MAX_HEAD_BYTES
 from colima_ref.head_deadline import HEAD_TIMEOUT
+from colima_ref.http.middleware.request_validation import MAX_HEAD_BYTES
 
 HOST = "127.0.0.1"
 ENV = {"RATE_LIMIT_ENABLED": "false", "LOG_REQUESTS": "false"}
@@ -155,6 +155,18 @@ def test_a_head_over_the_limit_is_refused_by_the_parser(server: LiveServer) -> N
 
     record(f"header of {MAX_HEAD_BYTES // 1024 + 8} KiB", answer)
     assert_refused_by_parser(answer)
+
+
+def test_a_whole_head_over_the_limit_is_never_served(server: LiveServer) -> None:
+    """Sent in one piece, the parser may read it whole and pass it on: the app refuses it."""
+    big = "X-Big: " + "a" * (MAX_HEAD_BYTES + 8192)
+    answer = exchange(server.port, request("/health/", big))
+
+    record(f"header of {MAX_HEAD_BYTES // 1024 + 8} KiB in one piece", answer)
+    if answer.status == 400:
+        assert_refused_by_parser(answer)
+    else:
+        assert_uniform(answer, 431)
 
 
 def test_endless_heads_are_cut_off_and_memory_stays_flat(server: LiveServer) -> None:

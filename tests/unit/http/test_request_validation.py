@@ -14,7 +14,7 @@ from starlette.types import Message
 
 from colima_ref.adapters import memory
 from colima_ref.http.app import create_app
-from colima_ref.http.middleware.request_validation import MAX_BODY_BYTES
+from colima_ref.http.middleware.request_validation import MAX_BODY_BYTES, MAX_HEAD_BYTES
 from colima_ref.ports.services import Services
 from colima_ref.settings import Settings
 
@@ -64,6 +64,21 @@ def test_a_declared_length_over_the_limit_is_refused_with_413_at_once(
     )
 
     error_body(response, 413, "RequestEntityTooLarge")
+
+
+@pytest.mark.parametrize("path", ["/health/", "/metrics", PUBLISH])
+def test_header_fields_over_the_head_limit_are_refused_with_431_on_every_route(
+    client: Any, error_body: ErrorBody, path: str
+) -> None:
+    response = client.get(path, headers={"X-Big": "a" * MAX_HEAD_BYTES})
+
+    body = error_body(response, 431, "RequestHeaderFieldsTooLarge")
+    assert body["details"] == {"max_bytes": MAX_HEAD_BYTES}
+    assert response.headers["connection"] == "close"
+
+
+def test_header_fields_just_under_the_head_limit_are_served(client: Any) -> None:
+    assert client.get("/health/", headers={"X-Big": "a" * (MAX_HEAD_BYTES // 2)}).status_code == 200
 
 
 @pytest.mark.parametrize(

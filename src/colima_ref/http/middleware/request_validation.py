@@ -13,6 +13,9 @@ from colima_ref.http.errors import error_name, error_response
 from colima_ref.http.route_match import match_route
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
+# The HTTP parser refuses a head still unfinished past this many bytes, but parses one that
+# arrived whole in a single read; the header fields of such a head are refused here.
+MAX_HEAD_BYTES = 32 * 1024
 ALLOWED_MEDIA_TYPES = frozenset(
     {
         "application/json",
@@ -97,6 +100,23 @@ def _content_length(headers: dict[bytes, bytes]) -> int | None:
     return int(raw)
 
 
+def _header_bytes(scope: Scope) -> int:
+    # As on the wire: "name: value" and its CRLF.
+    return sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
+async def _refuse_large_head(scope: Scope, receive: Receive, send: Send) -> None:
+    response = error_response(
+        scope.get("state", {}).get("request_id"),
+        error=error_name(431),
+        message=f"Request header fields exceed {MAX_HEAD_BYTES} bytes",
+        status_code=431,
+        details={"max_bytes": MAX_HEAD_BYTES},
+        headers={"Connection": "close"},
+    )
+    await response(scope, receive, send)
+
+
 def _framed_twice(scope: Scope) -> bool:
     names = {name for name, _ in scope["headers"]}
     return b"content-length" in names and b"transfer-encoding" in names
@@ -117,10 +137,11 @@ async def _refuse_double_framing(scope: Scope, receive: Receive, send: Send) -> 
 
 
 class RequestValidationMiddleware:
-    """422 for a path or query string that cannot be used as sent (`target_problem`), 413 for
-    a body over ``max_body_bytes``, 400 for a body without Content-Type, 415 for a Content-Type
-    outside ``ALLOWED_MEDIA_TYPES``, 400 (and the connection closed) for both Content-Length
-    and Transfer-Encoding on any route, each with the uniform error body.
+    """431 for header fields over `MAX_HEAD_BYTES`, 422 for a path or query string that cannot
+    be used as sent (`target_problem`), 413 for a body over ``max_body_bytes``, 400 for a body
+    without Content-Type, 415 for a Content-Type outside ``ALLOWED_MEDIA_TYPES``, 400 (and the
+    connection closed) for both Content-Length and Transfer-Encoding on any route, each with
+    the uniform error body.
 
     A declared Content-Length over the limit is refused before a byte is read. A chunked body
     is counted while the app reads it, so no more than the limit is ever held; crossing it
@@ -146,6 +167,9 @@ class RequestValidationMiddleware:
             return
         if _framed_twice(scope):
             await _refuse_double_framing(scope, receive, send)
+            return
+        if _header_bytes(scope) > MAX_HEAD_BYTES:
+            await _refuse_large_head(scope, receive, send)
             return
         target = target_problem(scope)
         if target is not None:
