@@ -22,7 +22,7 @@ import pytest
 from live_support import LiveServer, assert_clean_shutdown
 
 from colima_ref.head_deadline import HEAD_TIMEOUT
-from colima_ref.http.middleware.request_validation import MAX_HEAD_BYTES
+from colima_ref.http.middleware.request_validation import BODY_READ_TIMEOUT, MAX_HEAD_BYTES
 
 HOST = "127.0.0.1"
 ENV = {"RATE_LIMIT_ENABLED": "false", "LOG_REQUESTS": "false"}
@@ -237,6 +237,25 @@ def test_content_length_with_transfer_encoding_is_refused_and_the_connection_clo
     assert b"HTTP/1.1" not in answer.body
 
 
+def test_a_body_that_stops_arriving_is_answered_408_after_the_read_timeout(
+    server: LiveServer,
+) -> None:
+    answer = exchange(
+        server.port,
+        request(
+            "/examples/messaging/publish?queue_name=abuse",
+            "Content-Type: application/json",
+            "Content-Length: 100",
+            method="POST",
+            body=b'{"half": ',
+        ),
+    )
+
+    record("body stops after 9 of 100 bytes", answer)
+    assert_uniform(answer, 408)
+    assert BODY_READ_TIMEOUT <= answer.seconds < BODY_READ_TIMEOUT + 1.5
+
+
 def test_a_huge_content_length_is_refused_before_the_body_comes(server: LiveServer) -> None:
     answer = exchange(
         server.port,
@@ -327,8 +346,10 @@ def test_a_preflight_from_a_disallowed_origin_gets_the_uniform_body(server: Live
 
 
 def test_a_request_in_flight_outlasts_the_head_deadline(server: LiveServer) -> None:
-    """The deadline is for heads: a request whose body takes longer still gets its answer."""
+    """The deadline is for heads: a request whose body takes longer, each piece within the
+    body's read timeout, still gets its answer."""
     body = b'{"event": "slow"}'
+    pause = BODY_READ_TIMEOUT * 0.6
     start = time.monotonic()
     with socket.create_connection((HOST, server.port), timeout=HEAD_TIMEOUT + 5) as sock:
         sock.sendall(
@@ -340,11 +361,13 @@ def test_a_request_in_flight_outlasts_the_head_deadline(server: LiveServer) -> N
                 body=body[:5],
             )
         )
-        time.sleep(HEAD_TIMEOUT + 1)
-        sock.sendall(body[5:])
+        for piece in (body[5:10], body[10:]):
+            time.sleep(pause)
+            sock.sendall(piece)
         answer = parse(sock.makefile("rb").read(), time.monotonic() - start)
 
-    record(f"body finished after {HEAD_TIMEOUT + 1} s", answer)
+    assert answer.seconds > HEAD_TIMEOUT
+    record(f"body finished after {answer.seconds:.1f} s, in pieces", answer)
     assert answer.status == 200, answer
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,7 +16,11 @@ from starlette.types import Message
 
 from colima_ref.adapters import memory
 from colima_ref.http.app import create_app
-from colima_ref.http.middleware.request_validation import MAX_BODY_BYTES, MAX_HEAD_BYTES
+from colima_ref.http.middleware.request_validation import (
+    MAX_BODY_BYTES,
+    MAX_HEAD_BYTES,
+    RequestValidationMiddleware,
+)
 from colima_ref.ports.services import Services
 from colima_ref.settings import Settings
 
@@ -171,3 +177,69 @@ async def test_an_endless_chunked_body_never_holds_more_than_the_limit_in_memory
 
     assert sent[0]["status"] == 413
     assert peak <= MAX_BODY_BYTES + 2 * CHUNK
+
+
+def _stalling_body(*chunks: bytes) -> Callable[[], Any]:
+    """A client's body: ``chunks`` (the last one unfinished), then nothing more, ever."""
+    pending = list(chunks)
+
+    async def receive() -> Message:
+        if pending:
+            return {"type": "http.request", "body": pending.pop(0), "more_body": True}
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    return receive
+
+
+async def _served_by_body_reader(receive: Callable[[], Any], read_timeout: float) -> list[Message]:
+    async def read_whole_body(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    middleware = RequestValidationMiddleware(read_whole_body, body_read_timeout=read_timeout)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/examples/messaging/publish",
+        "raw_path": b"/examples/messaging/publish",
+        "query_string": b"queue_name=orders",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
+        "state": {"request_id": "req-1"},
+    }
+    await asyncio.wait_for(middleware(scope, receive, send), timeout=5)
+    return sent
+
+
+async def test_a_body_that_stops_arriving_is_refused_with_408_after_the_read_timeout() -> None:
+    started = time.monotonic()
+    sent = await _served_by_body_reader(_stalling_body(b'{"a": '), read_timeout=0.2)
+
+    assert 0.2 <= time.monotonic() - started < 1.0
+    assert sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]
+    body = json.loads(sent[1]["body"])
+    assert (body["error"], body["request_id"]) == ("RequestTimeout", "req-1")
+    assert body["details"] == {"timeout_seconds": 0.2}
+
+
+async def test_a_body_arriving_in_pieces_within_the_read_timeout_is_served() -> None:
+    pieces: list[Message] = [
+        {"type": "http.request", "body": b"{", "more_body": True},
+        {"type": "http.request", "body": b"}", "more_body": False},
+    ]
+
+    async def receive() -> Message:
+        await asyncio.sleep(0.1)
+        return pieces.pop(0)
+
+    sent = await _served_by_body_reader(receive, read_timeout=0.3)
+
+    assert sent[0]["status"] == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Collection
 from urllib.parse import unquote_to_bytes
@@ -16,6 +17,9 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 # The HTTP parser refuses a head still unfinished past this many bytes, but parses one that
 # arrived whole in a single read; the header fields of such a head are refused here.
 MAX_HEAD_BYTES = 32 * 1024
+# The head has a deadline of its own (colima_ref.head_deadline); this bounds each wait for the
+# next piece of a body, so a body trickled in or never finished cannot hold a request forever.
+BODY_READ_TIMEOUT = 5.0
 ALLOWED_MEDIA_TYPES = frozenset(
     {
         "application/json",
@@ -43,6 +47,18 @@ class _BodyTooLargeError(HTTPException):
             413,
             f"Request body exceeds {max_body_bytes} bytes",
             # The rest of the body is never read, so the connection cannot be reused.
+            headers={"Connection": "close"},
+        )
+
+
+class _BodyReadTimeoutError(HTTPException):
+    """Raised inside the app's ``receive``, as _BodyTooLargeError is, for the same reason."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            408,
+            f"The request body stopped arriving for {seconds:g} s",
+            # What is left of the body may still come: the connection cannot be reused.
             headers={"Connection": "close"},
         )
 
@@ -140,8 +156,8 @@ class RequestValidationMiddleware:
     """431 for header fields over `MAX_HEAD_BYTES`, 422 for a path or query string that cannot
     be used as sent (`target_problem`), 413 for a body over ``max_body_bytes``, 400 for a body
     without Content-Type, 415 for a Content-Type outside ``ALLOWED_MEDIA_TYPES``, 400 (and the
-    connection closed) for both Content-Length and Transfer-Encoding on any route, each with
-    the uniform error body.
+    connection closed) for both Content-Length and Transfer-Encoding on any route, 408 when a
+    body stops arriving for ``body_read_timeout`` seconds, each with the uniform error body.
 
     A declared Content-Length over the limit is refused before a byte is read. A chunked body
     is counted while the app reads it, so no more than the limit is ever held; crossing it
@@ -156,9 +172,11 @@ class RequestValidationMiddleware:
         *,
         max_body_bytes: int = MAX_BODY_BYTES,
         allowed_media_types: Collection[str] = ALLOWED_MEDIA_TYPES,
+        body_read_timeout: float = BODY_READ_TIMEOUT,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_read_timeout = body_read_timeout
         self.allowed_media_types = frozenset(allowed_media_types)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -208,15 +226,24 @@ class RequestValidationMiddleware:
                 return
 
         received = 0
+        body_pending = True
         response_started = False
 
         async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_pending
+            if not body_pending:
+                # Past the body, receive only waits for the client to go: no deadline on that.
+                return await receive()
+            try:
+                async with asyncio.timeout(self.body_read_timeout):
+                    message = await receive()
+            except TimeoutError:
+                raise _BodyReadTimeoutError(self.body_read_timeout) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     raise _BodyTooLargeError(self.max_body_bytes)
+                body_pending = message.get("more_body", False)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -231,6 +258,10 @@ class RequestValidationMiddleware:
             if response_started:
                 raise
             await self._too_large(scope, receive, send)
+        except _BodyReadTimeoutError as exc:
+            if response_started:
+                raise
+            await self._timed_out(scope, receive, send, exc)
 
     def _exempt(self, scope: Scope) -> bool:
         path: str = scope["path"]
@@ -247,6 +278,19 @@ class RequestValidationMiddleware:
         if media_type not in self.allowed_media_types:
             return 415, "Unsupported Content-Type"
         return None
+
+    async def _timed_out(
+        self, scope: Scope, receive: Receive, send: Send, exc: _BodyReadTimeoutError
+    ) -> None:
+        response = error_response(
+            scope.get("state", {}).get("request_id"),
+            error=error_name(408),
+            message=exc.detail,
+            status_code=408,
+            details={"timeout_seconds": self.body_read_timeout},
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
