@@ -12,7 +12,7 @@ from http import HTTPStatus
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ExceptionHandler
 
@@ -96,6 +96,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # Nobody reads this answer; it is written so the request log and metrics show a client's
+    # abandoned request as one, rather than as a server error with a traceback.
+    return error_response(
+        request_id_of(request),
+        error=error_name(400),
+        message="The client closed the connection before its request body was complete",
+        status_code=400,
+    )
+
+
 def _internal_error(*, debug: bool) -> ExceptionHandler:
     async def handler(request: Request, exc: Exception) -> Response:
         # An exception's text may quote a credential (a DSN, a driver message): hide loaded ones.
@@ -121,5 +132,6 @@ def exception_handlers(*, debug: bool) -> dict[Any, ExceptionHandler]:
     return {
         BaseAPIException: _api_error,
         HTTPException: _http_error,
+        ClientDisconnect: _client_gone,
         Exception: _internal_error(debug=debug),
     }

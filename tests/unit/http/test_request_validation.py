@@ -243,3 +243,45 @@ async def test_a_body_arriving_in_pieces_within_the_read_timeout_is_served() -> 
     sent = await _served_by_body_reader(receive, read_timeout=0.3)
 
     assert sent[0]["status"] == 200
+
+
+async def test_a_client_gone_mid_body_is_logged_as_its_own_400_not_a_server_error() -> None:
+    services = memory.services()
+
+    @asynccontextmanager
+    async def open_services() -> AsyncIterator[Services]:
+        yield services
+
+    app = create_app(open_services, Settings.from_env({}))
+    messages: list[Message] = [
+        {"type": "http.request", "body": b'{"a": ', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/examples/messaging/publish",
+        "raw_path": b"/examples/messaging/publish",
+        "query_string": b"queue_name=orders",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    async with app.router.lifespan_context(app) as state:
+        await app({**scope, "state": dict(state or {})}, receive, send)
+
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"])["error"] == "BadRequest"
+    assert services.broker.messages("orders") == []
