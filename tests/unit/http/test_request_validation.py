@@ -101,6 +101,25 @@ def test_exempt_methods_and_paths_skip_the_content_type_rules(
     assert response.status_code not in (400, 413, 415)
 
 
+def _publish_scope(state: Any, *headers: tuple[bytes, bytes]) -> dict[str, Any]:
+    """The ASGI scope a server hands the app for a JSON POST to the publish endpoint."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/examples/messaging/publish",
+        "raw_path": b"/examples/messaging/publish",
+        "query_string": b"queue_name=orders",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "state": dict(state or {}),
+    }
+
+
 async def _post_chunked(total_bytes: int) -> tuple[list[Message], int]:
     """POST ``total_bytes`` of chunked body straight into the ASGI app, as a server would.
 
@@ -127,25 +146,7 @@ async def _post_chunked(total_bytes: int) -> tuple[list[Message], int]:
         sent.append(message)
 
     async with app.router.lifespan_context(app) as state:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/examples/messaging/publish",
-            "raw_path": b"/examples/messaging/publish",
-            "query_string": b"queue_name=orders",
-            "root_path": "",
-            "headers": [
-                (b"host", b"testserver"),
-                (b"content-type", b"application/json"),
-                (b"transfer-encoding", b"chunked"),
-            ],
-            "client": ("127.0.0.1", 50000),
-            "server": ("testserver", 80),
-            "state": dict(state or {}),
-        }
+        scope = _publish_scope(state, (b"transfer-encoding", b"chunked"))
         tracemalloc.start()
         try:
             await app(scope, receive, send)
@@ -265,22 +266,8 @@ async def test_a_client_gone_mid_body_is_logged_as_its_own_400_not_a_server_erro
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/examples/messaging/publish",
-        "raw_path": b"/examples/messaging/publish",
-        "query_string": b"queue_name=orders",
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
     async with app.router.lifespan_context(app) as state:
-        await app({**scope, "state": dict(state or {})}, receive, send)
+        await app(_publish_scope(state), receive, send)
 
     assert sent[0]["status"] == 400
     assert json.loads(sent[1]["body"])["error"] == "BadRequest"
