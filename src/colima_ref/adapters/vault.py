@@ -298,7 +298,14 @@ class VaultSecretStore:
         # Vault answers 403 both to a token it no longer takes and to a path the token's
         # policy denies. A path read by a client must not cost an AppRole login, nor be
         # reported as Vault refusing us: a token Vault still takes means the path is denied.
-        if path is not None and await self._token_accepted():
+        # Unless a concurrent login replaced the token since this request went out, before or
+        # during the lookup: the 403 was the old token's, and the login path below retries.
+        if (
+            path is not None
+            and self._generation == generation
+            and await self._token_accepted()
+            and self._generation == generation
+        ):
             raise ResourceNotFoundError(
                 f"No secret at path {path!r} that our Vault token may read",
                 {"secret_path": path, "reason": PERMISSION_DENIED},
