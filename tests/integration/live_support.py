@@ -226,6 +226,11 @@ class LiveServer:
             self.process.wait()
             pytest.fail(f"server ignored SIGTERM for 20 s:\n{self.stderr}")
 
+    def stop_if_running(self) -> None:
+        """`stop`, for a fixture's clean-up, unless the server never started or has exited."""
+        if self.process is not None and self.process.poll() is None:
+            self.stop()
+
 
 def assert_clean_shutdown(server: LiveServer, code: int) -> None:
     """After SIGTERM: exit status 0, the lifespan finished, and no warning, unclosed resource or

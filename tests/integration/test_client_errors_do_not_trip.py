@@ -109,8 +109,7 @@ def stack(
         server.start()
         yield Stack(server, broker_account, redis_admin)
     finally:
-        if server.process is not None and server.process.poll() is None:
-            server.stop()
+        server.stop_if_running()
         redis_admin.close()
 
 

@@ -71,8 +71,7 @@ def server(
         live.start()
         yield live
     finally:
-        if live.process is not None and live.process.poll() is None:
-            live.stop()
+        live.stop_if_running()
 
 
 @pytest.fixture(scope="module")

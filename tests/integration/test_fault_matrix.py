@@ -190,8 +190,7 @@ def stack(
         yield Stack(server, relays)
         assert_clean_shutdown(server, server.stop())
     finally:
-        if server.process is not None and server.process.poll() is None:
-            server.stop()
+        server.stop_if_running()
         folder.delete()
         for relay in relays.values():
             relay.close()

@@ -46,8 +46,7 @@ def pair(devstack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> 
         yield Pair(a, b, relay)
     finally:
         for server in (a, b):
-            if server.process is not None and server.process.poll() is None:
-                server.stop()
+            server.stop_if_running()
         relay.close()
 
 

@@ -38,8 +38,7 @@ def server(
     live.client.event_hooks["response"] = [lambda response: bodies.append(response.read().decode())]
     live.start()
     yield live
-    if live.process is not None and live.process.poll() is None:
-        live.stop()
+    live.stop_if_running()
 
 
 @pytest.fixture

@@ -22,8 +22,7 @@ def server(
     live = LiveServer({**devstack, "RATE_LIMIT_ENABLED": "false"}, tmp_path_factory.mktemp("in"))
     live.start()
     yield live
-    if live.process is not None and live.process.poll() is None:
-        live.stop()
+    live.stop_if_running()
 
 
 @pytest.fixture(scope="module")

@@ -127,8 +127,7 @@ def rotation(
         yield Rotation(server, folder)
         assert_clean_shutdown(server, server.stop())
     finally:
-        if server.process is not None and server.process.poll() is None:
-            server.stop()
+        server.stop_if_running()
         folder.delete()
 
 

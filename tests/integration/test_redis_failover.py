@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -34,6 +32,7 @@ import hvac
 import pytest
 import redis
 from live_support import QUIET, LiveServer, VaultFolder
+from test_redis_adapter import free_node_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.vault]
 
@@ -147,36 +146,6 @@ class Cluster:
         return len({port for _, _, ports in self.slots() for port in ports}) == 6
 
 
-def wait_for(condition: Any, what: str, within: float) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except redis.RedisError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"gave up waiting for {what}")
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def free_node_port(taken: list[int]) -> int:
-    """A port free for a node and for its cluster bus (port + 10000), below the ephemeral
-    range, so no client connection takes either meanwhile."""
-    while True:
-        port = random.randint(20000, 29999)
-        if port not in taken and port_is_free(port) and port_is_free(port + 10000):
-            return port
-
-
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
     workdir = Path(tempfile.mkdtemp(prefix="colima-redis-failover-"))
@@ -231,8 +200,7 @@ def server(
         live.start()
         yield live
     finally:
-        if live.process is not None and live.process.poll() is None:
-            live.stop()
+        live.stop_if_running()
         folder.delete()
 
 

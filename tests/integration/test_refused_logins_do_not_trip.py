@@ -111,8 +111,7 @@ def stack(
         server.start()
         yield Stack(server, folder, right)
     finally:
-        if server.process is not None and server.process.poll() is None:
-            server.stop()
+        server.stop_if_running()
         folder.delete()
 
 
