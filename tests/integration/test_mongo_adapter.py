@@ -31,7 +31,7 @@ from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore
 from colima_ref.adapters.mongo import MongoDocumentDatabase
 from colima_ref.adapters.vault import VaultSecretStore
-from colima_ref.domain.errors import DatabaseConnectionError, TimeoutError
+from colima_ref.domain.errors import DatabaseConnectionError, OperationTimeoutError
 
 pytestmark = [pytest.mark.mongodb, pytest.mark.integration]
 
@@ -317,7 +317,7 @@ async def test_a_command_slower_than_the_operation_timeout_is_a_gateway_timeout(
     async with mongo_on(
         server.port, InMemorySecretStore({"mongodb": server.secret()}), operation_timeout=0.5
     ) as mongo:
-        with pytest.raises(TimeoutError) as caught:
+        with pytest.raises(OperationTimeoutError) as caught:
             await mongo.collection_names()
 
     assert caught.value.details["service"] == "mongodb"

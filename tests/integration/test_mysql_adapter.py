@@ -31,8 +31,11 @@ from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore
 from colima_ref.adapters.mysql import MySqlDatabase
 from colima_ref.adapters.vault import VaultSecretStore
-from colima_ref.domain.errors import DatabaseConnectionError, VaultUnavailableError
-from colima_ref.domain.errors import TimeoutError as OperationTimeoutError
+from colima_ref.domain.errors import (
+    DatabaseConnectionError,
+    OperationTimeoutError,
+    VaultUnavailableError,
+)
 from colima_ref.domain.models import Secret
 
 pytestmark = [pytest.mark.mysql, pytest.mark.integration]

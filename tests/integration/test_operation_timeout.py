@@ -35,8 +35,7 @@ from colima_ref.adapters.postgres import PostgresDatabase
 from colima_ref.adapters.rabbitmq import RabbitMqBroker
 from colima_ref.adapters.redis import RedisCache, RedisConnection
 from colima_ref.adapters.vault import VaultSecretStore
-from colima_ref.domain.errors import ServiceUnavailableError
-from colima_ref.domain.errors import TimeoutError as OperationTimeoutError
+from colima_ref.domain.errors import OperationTimeoutError, ServiceUnavailableError
 
 pytestmark = WHOLE_STACK
 

@@ -37,9 +37,9 @@ from colima_ref.adapters.postgres import PostgresDatabase
 from colima_ref.adapters.vault import VaultSecretStore
 from colima_ref.domain.errors import (
     DatabaseConnectionError,
+    OperationTimeoutError,
     VaultUnavailableError,
 )
-from colima_ref.domain.errors import TimeoutError as OperationTimeoutError
 from colima_ref.domain.models import Secret
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]

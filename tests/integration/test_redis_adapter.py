@@ -32,8 +32,12 @@ from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore
 from colima_ref.adapters.redis import RedisCache, RedisClusterTopology, RedisConnection
 from colima_ref.adapters.vault import VaultSecretStore
-from colima_ref.domain.errors import CacheConnectionError, ResourceNotFoundError, ValidationError
-from colima_ref.domain.errors import TimeoutError as OperationTimeoutError
+from colima_ref.domain.errors import (
+    CacheConnectionError,
+    OperationTimeoutError,
+    ResourceNotFoundError,
+    ValidationError,
+)
 from colima_ref.domain.models import SLOT_COUNT, ClusterNode, Secret, SlotRange
 from colima_ref.domain.slots import distribute
 

@@ -76,7 +76,7 @@ def counts_as_outage(service: str, exc: BaseException) -> bool:
     if isinstance(exc, errors.ServiceUnavailableError):
         if not exc.outage:
             return False
-    elif not isinstance(exc, errors.TimeoutError):
+    elif not isinstance(exc, errors.OperationTimeoutError):
         return False
     named = exc.details.get("service")
     return named is None or named == service
@@ -262,7 +262,7 @@ def _outcome_of(exc: BaseException) -> Outcome:
         if exc.__cause__ is None or isinstance(exc.__cause__, aiobreaker.CircuitBreakerError):
             return "rejected"
         return _outcome_of(exc.__cause__)
-    if isinstance(exc, TimeoutError | errors.TimeoutError):
+    if isinstance(exc, TimeoutError | errors.OperationTimeoutError):
         return "timeout"
     if isinstance(exc, asyncio.CancelledError):
         return "cancelled"

@@ -176,7 +176,7 @@ class MongoDocumentDatabase:
                         outage=False,
                     ) from exc.__cause__
         except TimeoutError as exc:
-            raise errors.TimeoutError(
+            raise errors.OperationTimeoutError(
                 f"MongoDB did not answer within {self._operation_timeout:g} s",
                 {"service": SERVICE},
             ) from exc
@@ -265,7 +265,7 @@ def _translated() -> Iterator[None]:
         if exc.code == _AUTHENTICATION_FAILED:
             raise _LoginRejectedError from exc
         if exc.timeout:
-            raise errors.TimeoutError(
+            raise errors.OperationTimeoutError(
                 "MongoDB gave up on the command in time", {"service": SERVICE, **_cause(exc)}
             ) from exc
         if exc.code == _UNAUTHORIZED:
@@ -281,7 +281,7 @@ def _translated() -> Iterator[None]:
         ) from exc
     except PyMongoError as exc:
         if exc.timeout:
-            raise errors.TimeoutError(
+            raise errors.OperationTimeoutError(
                 "MongoDB did not answer in time", {"service": SERVICE, **_cause(exc)}
             ) from exc
         if isinstance(exc, ConnectionFailure):

@@ -150,7 +150,7 @@ class MySqlDatabase:
                         outage=False,
                     ) from exc.__cause__
         except TimeoutError as exc:
-            raise errors.TimeoutError(
+            raise errors.OperationTimeoutError(
                 f"MySQL did not answer within {self._operation_timeout:g} s",
                 {"service": SERVICE},
             ) from exc

@@ -165,7 +165,7 @@ class PostgresDatabase:
         try:
             return await self._deadline.run(self._logged_in(query))
         except TimeoutError as exc:
-            raise errors.TimeoutError(
+            raise errors.OperationTimeoutError(
                 f"PostgreSQL did not answer within {self._operation_timeout:g} s",
                 {"service": SERVICE},
             ) from exc

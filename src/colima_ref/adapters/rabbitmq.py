@@ -194,7 +194,7 @@ class RabbitMqBroker:
                 with _translated():
                     return await operation(connection)
         except TimeoutError as exc:
-            raise errors.TimeoutError(
+            raise errors.OperationTimeoutError(
                 f"RabbitMQ did not answer within {self._operation_timeout:g} s",
                 {"service": SERVICE},
             ) from exc

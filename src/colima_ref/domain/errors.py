@@ -12,7 +12,7 @@
     ├── ResourceNotFoundError (404)
     ├── AuthenticationError (401)
     ├── RateLimitError (429)
-    └── TimeoutError (504)
+    └── OperationTimeoutError (504), named ``TimeoutError`` in error bodies
 
 Messages and details must never carry a secret value: they reach responses and logs as they are.
 """
@@ -125,6 +125,13 @@ class RateLimitError(BaseAPIException):
     default_message = "Rate limit exceeded"
 
 
-class TimeoutError(BaseAPIException):
+class OperationTimeoutError(BaseAPIException):
+    """A backend took longer than the operation timeout. Not named after the builtin it would
+    shadow; the contract's error body still says ``TimeoutError``."""
+
     status_code = 504
     default_message = "The operation timed out"
+
+    @property
+    def error(self) -> str:
+        return "TimeoutError"

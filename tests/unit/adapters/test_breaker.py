@@ -280,10 +280,10 @@ async def test_another_services_outage_does_not_trip_this_breaker() -> None:
 
 async def test_our_timeout_counts_as_an_outage() -> None:
     breaker, backend = ServiceBreaker("mongodb"), Backend()
-    backend.error = errors.TimeoutError("slow", {"service": "mongodb"})
+    backend.error = errors.OperationTimeoutError("slow", {"service": "mongodb"})
 
     for _ in range(4):
-        with pytest.raises(errors.TimeoutError):
+        with pytest.raises(errors.OperationTimeoutError):
             await breaker.call(backend, operation="get")
     with pytest.raises(errors.CircuitBreakerError):
         await breaker.call(backend, operation="get")
@@ -478,8 +478,8 @@ async def test_each_call_is_recorded_with_the_outcome_its_exception_means() -> N
     backend.error = errors.ResourceNotFoundError("no such row")
     with pytest.raises(errors.ResourceNotFoundError):
         await breaker.call(backend, operation="query")
-    backend.error = errors.TimeoutError("slow")
-    with pytest.raises(errors.TimeoutError):
+    backend.error = errors.OperationTimeoutError("slow")
+    with pytest.raises(errors.OperationTimeoutError):
         await breaker.call(backend, operation="query")
     backend.error = outage()
     with pytest.raises(errors.CircuitBreakerError):

@@ -236,7 +236,7 @@ class RedisConnection:
                         outage=False,
                     ) from exc.__cause__
         except TimeoutError as exc:
-            raise errors.TimeoutError(
+            raise errors.OperationTimeoutError(
                 f"Redis did not answer within {self._operation_timeout:g} s", {"service": SERVICE}
             ) from exc
 
@@ -324,7 +324,7 @@ def _raise_translated(exc: Exception) -> NoReturn:
     if refused is not None:
         raise _LoginRejectedError from refused
     if isinstance(exc, redis_errors.TimeoutError):
-        raise errors.TimeoutError(
+        raise errors.OperationTimeoutError(
             "Redis did not answer in time", {"service": SERVICE, **_cause(exc)}
         ) from exc
     if isinstance(exc, _UNAVAILABLE_REPLIES):

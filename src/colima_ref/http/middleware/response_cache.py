@@ -22,8 +22,7 @@ import structlog
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from colima_ref.domain.errors import ServiceUnavailableError
-from colima_ref.domain.errors import TimeoutError as OperationTimeoutError
+from colima_ref.domain.errors import OperationTimeoutError, ServiceUnavailableError
 from colima_ref.http.middleware.near_cache import NEAR_TTL, NearCache
 from colima_ref.http.route_match import match_route
 from colima_ref.ports.cache import Cache
