@@ -38,7 +38,7 @@ def _environment_table() -> str:
         f"  {variable.name:<{width}}  {variable.description} (default: {variable.default_text})"
         for variable in ENVIRONMENT
     ]
-    return "environment variables (a flag above wins over its variable):\n" + "\n".join(rows)
+    return "environment variables (a serve flag wins over its variable):\n" + "\n".join(rows)
 
 
 def _checked(parse: Callable[[str], T]) -> Callable[[str], T]:
