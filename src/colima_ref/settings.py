@@ -59,12 +59,11 @@ class SettingsError(ValueError):
         return f"{self.variable} must be {self.expected}, got {got!r}"
 
 
+@attrs.define
 class MalformedError(ValueError):
     """Raised by a parser, which knows the form but not the variable; `Variable.read` names it."""
 
-    def __init__(self, expected: str) -> None:
-        super().__init__(expected)
-        self.expected = expected
+    expected: str
 
 
 def _lookup(table: Mapping[str, T], expected: str) -> Callable[[str], T]:
