@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import TypeVar
 
 import structlog
 import uvicorn
@@ -15,37 +16,41 @@ from colima_ref import __version__
 from colima_ref.head_deadline import HEAD_TIMEOUT, HeadDeadlineProtocol
 from colima_ref.http.middleware.request_validation import MAX_HEAD_BYTES
 from colima_ref.logs import configure_logging
-from colima_ref.settings import ENVIRONMENT, LOG_LEVELS, Settings, SettingsError
+from colima_ref.settings import (
+    ENVIRONMENT,
+    MalformedError,
+    Settings,
+    SettingsError,
+    parse_count,
+    parse_port,
+)
 
 PROG = "colima-ref"
-# h11 answers 400 and closes once a request head has grown past this without ending; uvicorn's
-# httptools protocol has no such bound, which is why we serve with h11.
 # After SIGTERM, requests in flight get this long to finish before uvicorn cancels them.
 GRACEFUL_SHUTDOWN = 10  # seconds
 
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+T = TypeVar("T")
 
 
 def _environment_table() -> str:
-    width = max(len(var.name) for var in ENVIRONMENT)
+    width = max(len(variable.name) for variable in ENVIRONMENT)
     rows = [
-        f"  {var.name:<{width}}  {var.description} (default: {var.default})" for var in ENVIRONMENT
+        f"  {variable.name:<{width}}  {variable.description} (default: {variable.default_text})"
+        for variable in ENVIRONMENT
     ]
-    return "environment variables (a flag above wins over its variable):\n" + "\n".join(rows)
+    return "environment variables (a serve flag wins over its variable):\n" + "\n".join(rows)
 
 
-def _port(text: str) -> int:
-    if text.isascii() and text.isdigit() and 1 <= int(text) <= 65535:
-        return int(text)
-    raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {text!r}")
+def _checked(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type refusing what ``parse`` refuses, in the words of a settings error."""
 
+    def check(text: str) -> T:
+        try:
+            return parse(text)
+        except MalformedError as exc:
+            raise argparse.ArgumentTypeError(f"must be {exc.expected}, got {text!r}") from None
 
-def _positive(text: str) -> int:
-    if text.isascii() and text.isdigit() and int(text) >= 1:
-        return int(text)
-    raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return check
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
             f"         see `{PROG} serve --help`)"
         ),
         epilog=_environment_table(),
-        formatter_class=_HelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -76,28 +81,34 @@ def build_parser() -> argparse.ArgumentParser:
             "with one line on stderr and exit code 2."
         ),
         epilog=_environment_table(),
-        formatter_class=_HelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind")
-    serve.add_argument("--port", type=_port, default=8000, help="TCP port to bind")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    serve.add_argument(
+        "--port",
+        type=_checked(parse_port),
+        default=8000,
+        help="TCP port to bind (default: %(default)s)",
+    )
     serve.add_argument(
         "--workers",
-        type=_positive,
+        type=_checked(parse_count),
         default=1,
-        help="worker processes; with the memory backend each worker keeps its own state",
+        help="worker processes; with the memory backend each worker keeps its own state "
+        "(default: %(default)s)",
     )
-    serve.add_argument(
-        "--backend",
-        choices=("memory", "live"),
-        help="memory: demo adapters, no infrastructure; live: the real services "
-        "(overrides COLIMA_BACKEND)",
-    )
-    serve.add_argument(
-        "--log-level",
-        type=str.upper,
-        choices=LOG_LEVELS,
-        help="minimum level of the JSON log lines on stdout (overrides LOG_LEVEL)",
-    )
+    for variable in ENVIRONMENT:
+        if variable.flag:
+            help_text = f"{variable.description}; overrides {variable.name}"
+            serve.add_argument(
+                variable.flag,
+                dest=variable.name,
+                type=_checked(variable.parse),
+                # Absent from the parsed arguments unless given, so the variable applies.
+                default=argparse.SUPPRESS,
+                # argparse expands %-formats in help.
+                help=f"{help_text} (default: {variable.default_text})".replace("%", "%%"),
+            )
     return parser
 
 
@@ -113,11 +124,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    overrides = {
-        name: value
-        for name, value in (("COLIMA_BACKEND", args.backend), ("LOG_LEVEL", args.log_level))
-        if value is not None
-    }
+    overrides = {v.name: getattr(args, v.name) for v in ENVIRONMENT if hasattr(args, v.name)}
     try:
         settings = Settings.from_env({**os.environ, **overrides})
     except SettingsError as exc:
@@ -146,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         workers=args.workers,
         loop="auto",
         http=HeadDeadlineProtocol,
+        # h11 answers 400 and closes once a request head has grown past this without ending;
+        # uvicorn's httptools protocol has no such bound, which is why we serve with h11.
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         timeout_keep_alive=HEAD_TIMEOUT,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,

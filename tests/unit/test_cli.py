@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from colima_ref.cli import main
 from colima_ref.settings import ENVIRONMENT
 
 SERVE_OPTIONS = ["--host", "--port", "--workers", "--backend", "--log-level"]
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.fixture
@@ -91,6 +93,51 @@ def test_serve_help_explains_every_option_and_every_variable(
     assert caught.value.code == 0
     for word in SERVE_OPTIONS + [variable.name for variable in ENVIRONMENT]:
         assert word in text
+
+
+def serve_help(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """The lines of ``serve --help``, each with its runs of spaces made one."""
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    return [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_serve_help_prints_the_readme_table_of_variables(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = re.findall(r"^\| `([A-Z_]+)` \| (.*) \| (.*) \|$", README.read_text(), re.MULTILINE)
+    lines = serve_help(capsys)
+
+    assert len(rows) == len(ENVIRONMENT)
+    for name, default, meaning in rows:
+        assert f"{name} {meaning} (default: {default})" in lines
+
+
+def test_serve_help_shows_no_secret_the_environment_holds(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for variable in ENVIRONMENT:
+        monkeypatch.setenv(variable.name, "canary-value")
+
+    assert not any("canary" in line for line in serve_help(capsys))
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--workers", "0"], "--workers: must be a whole number 1-1000, got '0'"),
+        (["--backend", "postgres"], "--backend: must be memory or live, got 'postgres'"),
+        (["--log-level", "loud"], "--log-level: must be one of DEBUG/INFO/WARNING/ERROR/CRITICAL"),
+    ],
+)
+def test_a_malformed_flag_is_a_usage_error_naming_the_flag(
+    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["serve", *argv])
+
+    assert caught.value.code == 2
+    assert error in capsys.readouterr().err
 
 
 def test_module_help_runs_in_a_fresh_interpreter_and_lists_every_variable() -> None:

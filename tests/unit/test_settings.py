@@ -289,3 +289,17 @@ def test_the_password_in_an_accepted_vault_address_stays_out_of_the_settings_rep
     assert settings.vault.addr == "https://admin:AddrPw123@vault:8200"
     assert "AddrPw123" not in repr(settings)
     assert "https://admin:***@vault:8200" in repr(settings.vault)
+
+
+@pytest.mark.parametrize(
+    "variable", ["VAULT_TOKEN", "VAULT_ROLE_ID", "VAULT_SECRET_ID", "RATE_LIMIT_STORAGE_URL"]
+)
+def test_a_secret_variable_is_neither_in_the_repr_nor_quoted_when_refused(variable: str) -> None:
+    accepted = Settings.from_env({variable: "redis://:canary-pw@cache:6379/0"})
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({variable: "not a canary-pw"})
+
+    assert "canary" not in repr(accepted)
+    assert refused.value.variable == variable
+    assert "canary" not in str(refused.value)
+    assert all("canary" not in str(arg) for arg in refused.value.args)
