@@ -97,7 +97,8 @@ _secrets = _Secrets.of(())
 
 @contextmanager
 def hiding_secrets_of(*holders: SecretHolder) -> Iterator[None]:
-    """Hide every value ``holders`` hold from every line logged while the block runs."""
+    """Hide every value ``holders`` hold from every line logged while the block runs, in any
+    thread: logging is process-wide, so the holders are too. Each line asks them afresh."""
     global _holders
     _holders = (*_holders, *holders)
     try:
