@@ -16,6 +16,7 @@ from colima_ref.domain.errors import ConfigurationError
 from colima_ref.http.app import create_app
 from colima_ref.http.middleware.response_cache import VAULT_RESPONSES
 from colima_ref.observability.metrics import Metrics
+from colima_ref.observability.redaction import hiding_secrets_of
 from colima_ref.ports.services import SERVICE_NAMES, Services
 from colima_ref.settings import Settings, SettingsError
 
@@ -102,6 +103,7 @@ async def _open_live(
             )
         )
         creds = CredentialSource(secrets, ttl=limits.credential_ttl, on_rotated=on_rotated)
+        stack.enter_context(hiding_secrets_of(secrets, creds))
         postgres = await stack.enter_async_context(
             PostgresDatabase.open(
                 host=settings.postgres.host,

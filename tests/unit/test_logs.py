@@ -1,30 +1,36 @@
 from __future__ import annotations
 
-import asyncio
 import datetime
 import io
 import json
 import logging
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import structlog
 
-from colima_ref.logs import asctime, configure_logging, write_line
-from colima_ref.observability.line_sink import FLUSH_INTERVAL
+from colima_ref.logs import asctime, configure_logging
+from colima_ref.observability.redaction import hiding_secrets_of
+
+
+def text_stream() -> io.TextIOWrapper:
+    """A text stream over a byte buffer, as stdout is."""
+    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
 
 
 @pytest.fixture
-def stream() -> Iterator[io.StringIO]:
+def stream() -> Iterator[io.TextIOWrapper]:
     """A stream to log into; the global logging state is put back afterwards."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     access = logging.getLogger("uvicorn.access")
     access_disabled = access.disabled
-    yield io.StringIO()
+    yield text_stream()
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
     root.handlers[:] = handlers
@@ -32,12 +38,19 @@ def stream() -> Iterator[io.StringIO]:
     access.disabled = access_disabled
 
 
-def lines(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
+def written(stream: io.TextIOWrapper) -> str:
+    buffer = stream.buffer
+    assert isinstance(buffer, io.BytesIO)
+    return buffer.getvalue().decode()
+
+
+def lines(stream: io.TextIOWrapper) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in written(stream).splitlines()]
 
 
 # logging's asctime, as the specification's example shows it: 2025-10-27 12:34:56,789
 ASCTIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}")
+SPECIFICATION_FIELDS = ["asctime", "name", "levelname", "message"]
 
 
 def parsed_asctime(text: str) -> datetime.datetime:
@@ -46,30 +59,34 @@ def parsed_asctime(text: str) -> datetime.datetime:
 
 
 def test_a_structlog_line_is_json_with_the_specifications_fields_and_request_id(
-    stream: io.StringIO,
+    stream: io.TextIOWrapper,
 ) -> None:
     configure_logging("INFO", stream=stream)
     structlog.contextvars.bind_contextvars(request_id="req-1")
+    before = datetime.datetime.now(tz=datetime.UTC).replace(microsecond=0)
 
     structlog.get_logger("colima_ref.http").info("cache hit", key="k1")
 
     [line] = lines(stream)
+    assert list(line)[:4] == SPECIFICATION_FIELDS
     assert line["message"] == "cache hit"
     assert line["levelname"] == "INFO"
     assert line["name"] == "colima_ref.http"
     assert line["request_id"] == "req-1"
     assert line["key"] == "k1"
     assert ASCTIME.fullmatch(line["asctime"])
+    assert before <= parsed_asctime(line["asctime"]) <= datetime.datetime.now(tz=datetime.UTC)
     assert not {"event", "level", "logger", "timestamp"} & set(line)
 
 
-def test_a_stdlib_line_goes_through_the_same_renderer(stream: io.StringIO) -> None:
+def test_a_stdlib_line_has_the_same_fields(stream: io.TextIOWrapper) -> None:
     configure_logging("INFO", stream=stream)
     structlog.contextvars.bind_contextvars(request_id="req-2")
 
     logging.getLogger("hvac.adapters").warning("retrying %s in %d s", "read", 2)
 
     [line] = lines(stream)
+    assert list(line)[:4] == SPECIFICATION_FIELDS
     assert line["message"] == "retrying read in 2 s"
     assert line["levelname"] == "WARNING"
     assert line["name"] == "hvac.adapters"
@@ -77,7 +94,20 @@ def test_a_stdlib_line_goes_through_the_same_renderer(stream: io.StringIO) -> No
     assert ASCTIME.fullmatch(line["asctime"])
 
 
-def test_a_stdlib_exception_is_rendered_as_a_traceback_string(stream: io.StringIO) -> None:
+def test_a_structlog_and_a_stdlib_line_carry_the_same_own_fields(
+    stream: io.TextIOWrapper,
+) -> None:
+    configure_logging("INFO", stream=stream)
+
+    structlog.get_logger("colima_ref.http").warning("ours", path="/x")
+    logging.getLogger("colima_ref.http").warning("theirs")
+
+    ours, theirs = lines(stream)
+    assert set(ours) - {"path"} == set(theirs) == set(SPECIFICATION_FIELDS)
+    assert (ours["name"], ours["levelname"]) == (theirs["name"], theirs["levelname"])
+
+
+def test_a_stdlib_exception_is_rendered_as_a_traceback_string(stream: io.TextIOWrapper) -> None:
     configure_logging("INFO", stream=stream)
 
     try:
@@ -90,7 +120,7 @@ def test_a_stdlib_exception_is_rendered_as_a_traceback_string(stream: io.StringI
     assert "RuntimeError: boom" in line["exception"]
 
 
-def test_records_below_the_level_are_dropped_on_both_paths(stream: io.StringIO) -> None:
+def test_records_below_the_level_are_dropped_on_both_paths(stream: io.TextIOWrapper) -> None:
     configure_logging("warning", stream=stream)
 
     structlog.get_logger("colima_ref").info("quiet")
@@ -100,7 +130,7 @@ def test_records_below_the_level_are_dropped_on_both_paths(stream: io.StringIO) 
     assert [line["message"] for line in lines(stream)] == ["loud"]
 
 
-def test_uvicorn_access_lines_are_not_written(stream: io.StringIO) -> None:
+def test_uvicorn_access_lines_are_not_written(stream: io.TextIOWrapper) -> None:
     configure_logging("DEBUG", stream=stream)
 
     logging.getLogger("uvicorn.access").info('127.0.0.1 - "GET / HTTP/1.1" 200')
@@ -109,8 +139,8 @@ def test_uvicorn_access_lines_are_not_written(stream: io.StringIO) -> None:
     assert [line["name"] for line in lines(stream)] == ["uvicorn.error"]
 
 
-def test_configuring_twice_writes_each_stdlib_record_once(stream: io.StringIO) -> None:
-    configure_logging("INFO", stream=io.StringIO())
+def test_configuring_twice_writes_each_stdlib_record_once(stream: io.TextIOWrapper) -> None:
+    configure_logging("INFO", stream=text_stream())
     configure_logging("INFO", stream=stream)
 
     logging.getLogger("uvicorn.error").info("once")
@@ -120,52 +150,78 @@ def test_configuring_twice_writes_each_stdlib_record_once(stream: io.StringIO) -
 
 def test_an_unknown_level_is_refused() -> None:
     with pytest.raises(ValueError, match="verbose"):
-        configure_logging("verbose", stream=io.StringIO())
+        configure_logging("verbose", stream=text_stream())
 
 
-def file_lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-@pytest.fixture
-def log_file(stream: io.StringIO, tmp_path: Path) -> Iterator[Path]:
-    """A real file configure_logging writes to, so request lines go out in batches (``stream``
-    puts the global logging state back afterwards)."""
+def test_every_line_is_in_the_file_when_the_call_returns(
+    stream: io.TextIOWrapper, tmp_path: Path
+) -> None:
+    """Nothing waits in the process: a server killed right after a request has logged it."""
     path = tmp_path / "log.jsonl"
     with path.open("w", encoding="utf-8") as file:
         configure_logging("INFO", stream=file)
-        yield path
+
+        structlog.get_logger("colima_ref.http").info("HTTP request completed", path="/x")
+        logging.getLogger("uvicorn.error").info("Shutting down")
+
+        assert [json.loads(line)["message"] for line in path.read_text().splitlines()] == [
+            "HTTP request completed",
+            "Shutting down",
+        ]
 
 
-async def test_a_request_line_keeps_the_time_of_its_call_though_rendered_later(
-    log_file: Path,
+@attrs.frozen
+class Holder:
+    """An object that loaded secrets, as the Vault login and the credential cache are."""
+
+    values: frozenset[str]
+
+    def secret_values(self) -> frozenset[str]:
+        return self.values
+
+
+@pytest.mark.parametrize(
+    ("logger", "message"),
+    [
+        ("aiormq.connection", "Connecting to amqp://app:{password}@mq:5672/dev_vhost"),
+        ("hvac.adapters", "request failed with X-Vault-Token: {password}"),
+        ("psycopg.pool", "error connecting in 'pool-1': password={password} host=db"),
+    ],
+)
+def test_a_library_logging_a_held_secret_writes_a_line_without_it(
+    stream: io.TextIOWrapper, logger: str, message: str
 ) -> None:
-    before = datetime.datetime.now(tz=datetime.UTC).replace(microsecond=0)
-    write_line("colima_ref.http", logging.INFO, "HTTP request completed", {"path": "/x"})
-    called = datetime.datetime.now(tz=datetime.UTC)
-    await asyncio.sleep(FLUSH_INTERVAL * 3)
+    password = f"pw-{uuid.uuid4().hex}"
+    configure_logging("DEBUG", stream=stream)
 
-    [line] = file_lines(log_file)
-    assert list(line)[:4] == ["asctime", "name", "levelname", "message"]
-    assert line["message"] == "HTTP request completed"
-    assert line["path"] == "/x"
-    assert line["levelname"] == "INFO"
-    assert line["name"] == "colima_ref.http"
-    assert before <= parsed_asctime(line["asctime"]) <= called
+    with hiding_secrets_of(Holder(frozenset({password}))):
+        logging.getLogger(logger).warning(message.format(password=password))
+
+    [line] = lines(stream)
+    assert line["message"] == message.format(password="***")
+    assert password not in written(stream)
 
 
-async def test_an_unencodable_value_costs_only_its_own_field_not_the_batch(
-    log_file: Path,
+def test_a_library_logging_a_url_with_an_unknown_password_writes_a_line_without_it(
+    stream: io.TextIOWrapper,
 ) -> None:
-    write_line("colima_ref.http", logging.INFO, "first", {"n": 1})
-    write_line("colima_ref.http", logging.INFO, "huge", {"n": 2**70, "path": "/y"})
-    write_line("colima_ref.http", logging.INFO, "third", {"n": 3})
-    await asyncio.sleep(FLUSH_INTERVAL * 3)
+    configure_logging("INFO", stream=stream)
 
-    first, huge, third = file_lines(log_file)
-    assert (first["n"], third["n"]) == (1, 3)
-    assert huge["n"] == repr(2**70)
-    assert huge["path"] == "/y"
+    logging.getLogger("aiormq.connection").info("Connecting to amqp://guest:n0tL0aded@mq/")
+
+    [line] = lines(stream)
+    assert line["message"] == "Connecting to amqp://guest:***@mq/"
+
+
+def test_a_secret_is_shown_again_once_its_holder_is_closed(stream: io.TextIOWrapper) -> None:
+    value = f"temporary-{uuid.uuid4().hex}"
+    configure_logging("INFO", stream=stream)
+
+    with hiding_secrets_of(Holder(frozenset({value}))):
+        structlog.get_logger("colima_ref").info("open", note=value)
+    structlog.get_logger("colima_ref").info("closed", note=value)
+
+    assert [line["note"] for line in lines(stream)] == ["***", value]
 
 
 @pytest.mark.parametrize(
@@ -178,20 +234,3 @@ async def test_an_unencodable_value_costs_only_its_own_field_not_the_batch(
 )
 def test_asctime_is_loggings_format_in_utc_with_milliseconds(created: float, shown: str) -> None:
     assert asctime(created) == shown
-
-
-async def test_a_request_line_and_a_structlog_line_carry_the_same_own_fields(
-    log_file: Path,
-) -> None:
-    write_line("colima_ref.http", logging.WARNING, "fast", {"path": "/x"})
-    structlog.get_logger("colima_ref.http").warning("chained", path="/x")
-    await asyncio.sleep(FLUSH_INTERVAL * 3)
-
-    fast, chained = file_lines(log_file)
-    for line in (fast, chained):
-        assert {key: line[key] for key in ("name", "levelname", "path")} == {
-            "name": "colima_ref.http",
-            "levelname": "WARNING",
-            "path": "/x",
-        }
-    assert set(fast) == set(chained) == {"asctime", "name", "levelname", "message", "path"}

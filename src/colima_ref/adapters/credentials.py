@@ -11,7 +11,6 @@ import attrs
 
 from colima_ref.domain.masking import is_sensitive
 from colima_ref.domain.models import Secret
-from colima_ref.observability.redaction import register_secret
 from colima_ref.ports.secrets import SecretStore
 
 
@@ -41,6 +40,7 @@ class CredentialSource:
     # A hash per path, not the secret: what is compared outlives the cache entry it came from.
     _fingerprints: dict[str, int] = attrs.field(factory=dict, init=False, repr=False)
     _flights: dict[str, asyncio.Task[Secret]] = attrs.field(factory=dict, init=False, repr=False)
+    _secret_values: frozenset[str] = attrs.field(factory=frozenset, init=False, repr=False)
 
     async def get(self, path: str) -> Secret:
         """The secret at ``path``, from the cache while it is fresh."""
@@ -69,6 +69,10 @@ class CredentialSource:
             if value and is_sensitive(key)
         )
 
+    def secret_values(self) -> frozenset[str]:
+        """Every sensitive value any read returned, rotated ones included, to hide from logs."""
+        return self._secret_values
+
     def _landed(self, path: str, flight: asyncio.Task[Secret]) -> None:
         current = self._flights.get(path) is flight
         if current:
@@ -80,7 +84,9 @@ class CredentialSource:
         if failure is None:
             secret = flight.result()
             # Whoever awaits it logs in with it, so logs hide it from now on.
-            register_secret(*(v for k, v in secret.data.items() if is_sensitive(k)))
+            loaded = {v for k, v in secret.data.items() if v and is_sensitive(k)}
+            if not loaded <= self._secret_values:
+                self._secret_values |= loaded
             # A read invalidated while in flight may predate a rotation: hand it out, never keep it.
             if current:
                 self._cache[path] = _Entry(secret, self._clock() + self.ttl)

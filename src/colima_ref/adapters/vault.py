@@ -30,7 +30,6 @@ from colima_ref.domain.errors import (
     VaultUnavailableError,
 )
 from colima_ref.domain.models import Secret, ServiceHealth
-from colima_ref.observability.redaction import register_secret
 
 T = TypeVar("T")
 
@@ -152,6 +151,11 @@ class VaultSecretStore:
     _login_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
     _renewal: asyncio.Task[None] | None = attrs.field(default=None, init=False, repr=False)
     _health: asyncio.Task[ServiceHealth] | None = attrs.field(default=None, init=False, repr=False)
+    _secret_values: frozenset[str] = attrs.field(factory=frozenset, init=False, repr=False)
+
+    def secret_values(self) -> frozenset[str]:
+        """What it logs in to Vault with and every token a login gave it, to hide from logs."""
+        return self._secret_values
 
     @_threads.default
     def _own_threads(self) -> ThreadPoolExecutor:
@@ -187,9 +191,6 @@ class VaultSecretStore:
         auth = auth_from(
             token=token, role_id=role_id, secret_id=secret_id, approle_mount=approle_mount
         )
-        # Whatever logs in to Vault is hidden from every log line from now on, like the
-        # passwords read with it: a traceback or a driver message must not show it.
-        register_secret(*(value for value in (token, role_id, secret_id) if value))
         # An explicit "" stops hvac from reading VAULT_TOKEN behind an AppRole configuration.
         client_token = auth.token if isinstance(auth, TokenAuth) else ""
         client = _hvac_client(addr, client_token, request_timeout)
@@ -203,6 +204,8 @@ class VaultSecretStore:
             max_threads=max_threads,
             breaker=breaker,
         )
+        # A traceback or a driver message must not show what logs in to Vault.
+        store._secret_values = frozenset(value for value in (token, role_id, secret_id) if value)
         store._renewal = asyncio.create_task(store._keep_token_alive(), name="vault-token")
         try:
             yield store
@@ -337,7 +340,7 @@ class VaultSecretStore:
                 )
             )
             self._client.token = response["auth"]["client_token"]
-            register_secret(self._client.token)
+            self._secret_values |= {self._client.token}
             self._generation += 1
             log.info("vault.approle.login", generation=self._generation)
 

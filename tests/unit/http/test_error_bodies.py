@@ -17,7 +17,7 @@ from colima_ref.adapters import memory
 from colima_ref.domain.errors import CircuitBreakerError
 from colima_ref.domain.models import QueryResult
 from colima_ref.http.errors import error_name, exception_handlers
-from colima_ref.observability.redaction import SECRETS, register_secret
+from colima_ref.observability.redaction import hiding_secrets_of
 from colima_ref.ports.services import Services
 
 ErrorBody = Callable[[httpx2.Response, int, str], dict[str, Any]]
@@ -81,9 +81,12 @@ def test_a_bug_in_debug_mode_shows_the_traceback_in_details(
 
 
 class LeakyDatabase:
-    """A SqlDatabase whose bug quotes a loaded password in its exception text."""
+    """A SqlDatabase whose bug quotes the password it loaded in its exception text."""
 
     password = "canary-pw-7c1e9d"
+
+    def secret_values(self) -> frozenset[str]:
+        return frozenset({self.password})
 
     async def current_timestamp(self) -> QueryResult:
         raise RuntimeError(f"connect failed for postgresql://app:{self.password}@db/app")
@@ -92,14 +95,12 @@ class LeakyDatabase:
 def test_a_debug_traceback_hides_a_loaded_secret_quoted_by_the_exception(
     make_client: MakeClient, error_body: ErrorBody
 ) -> None:
-    register_secret(LeakyDatabase.password)
-    try:
-        services = attrs.evolve(memory.services(), postgres=LeakyDatabase())
+    leaky = LeakyDatabase()
+    with hiding_secrets_of(leaky):
+        services = attrs.evolve(memory.services(), postgres=leaky)
         client = make_client(services, {"DEBUG": "true"})
 
         response = client.get("/examples/database/postgres/query")
-    finally:
-        SECRETS.discard([LeakyDatabase.password])
 
     traceback = error_body(response, 500, "InternalServerError")["details"]["traceback"]
     assert "postgresql://app:***@db/app" in traceback

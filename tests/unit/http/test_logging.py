@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -17,10 +18,11 @@ import structlog
 from starlette.testclient import TestClient
 
 from colima_ref.adapters import memory
+from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.domain.models import QueryResult
 from colima_ref.http.app import create_app
 from colima_ref.logs import configure_logging
-from colima_ref.observability.redaction import SECRETS, register_secret
+from colima_ref.observability.redaction import hiding_secrets_of
 from colima_ref.ports.services import Services
 from colima_ref.settings import Settings
 
@@ -46,11 +48,11 @@ class BrokenDatabase:
 
 
 @pytest.fixture
-def stream() -> Iterator[io.StringIO]:
+def stream() -> Iterator[io.TextIOWrapper]:
     """Where configure_logging writes during the test; global logging is put back afterwards."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    yield io.StringIO()
+    yield io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
     root.handlers[:] = handlers
@@ -66,16 +68,22 @@ def start(services: Services, env: Mapping[str, str] | None = None) -> TestClien
     return TestClient(app, raise_server_exceptions=False, client=("10.0.0.7", 50000))
 
 
-def lines(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
+def written(stream: io.TextIOWrapper) -> str:
+    buffer = stream.buffer
+    assert isinstance(buffer, io.BytesIO)
+    return buffer.getvalue().decode()
 
 
-def canonical(stream: io.StringIO) -> list[dict[str, Any]]:
+def lines(stream: io.TextIOWrapper) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in written(stream).splitlines()]
+
+
+def canonical(stream: io.TextIOWrapper) -> list[dict[str, Any]]:
     return [line for line in lines(stream) if line["message"] == CANONICAL]
 
 
 def test_each_request_writes_one_json_line_with_every_canonical_field(
-    stream: io.StringIO,
+    stream: io.TextIOWrapper,
 ) -> None:
     configure_logging("INFO", stream=stream)
     with start(memory.services()) as client:
@@ -92,7 +100,7 @@ def test_each_request_writes_one_json_line_with_every_canonical_field(
     assert isinstance(line["duration_ms"], float)
 
 
-def test_the_client_ip_is_taken_from_a_trusted_proxy(stream: io.StringIO) -> None:
+def test_the_client_ip_is_taken_from_a_trusted_proxy(stream: io.TextIOWrapper) -> None:
     configure_logging("INFO", stream=stream)
     env = {"TRUSTED_PROXIES": "10.0.0.0/8"}
     with start(memory.services(), env) as client:
@@ -102,7 +110,7 @@ def test_the_client_ip_is_taken_from_a_trusted_proxy(stream: io.StringIO) -> Non
     assert line["client_ip"] == "203.0.113.9"
 
 
-def test_a_handled_error_adds_its_domain_error_type(stream: io.StringIO) -> None:
+def test_a_handled_error_adds_its_domain_error_type(stream: io.TextIOWrapper) -> None:
     configure_logging("INFO", stream=stream)
     services = memory.services()
     services.secrets.failing = True  # type: ignore[attr-defined]
@@ -116,7 +124,7 @@ def test_a_handled_error_adds_its_domain_error_type(stream: io.StringIO) -> None
 
 @pytest.mark.parametrize(("debug", "traceback"), [("false", False), ("true", True)])
 def test_an_unhandled_error_adds_its_type_and_only_under_debug_its_traceback(
-    stream: io.StringIO, debug: str, traceback: bool
+    stream: io.TextIOWrapper, debug: str, traceback: bool
 ) -> None:
     configure_logging("INFO", stream=stream)
     services = attrs.evolve(memory.services(), postgres=BrokenDatabase())
@@ -134,7 +142,9 @@ def test_an_unhandled_error_adds_its_type_and_only_under_debug_its_traceback(
         assert "RuntimeError: boom" in line["exception"]
 
 
-def test_log_level_warning_keeps_only_the_lines_of_failed_requests(stream: io.StringIO) -> None:
+def test_log_level_warning_keeps_only_the_lines_of_failed_requests(
+    stream: io.TextIOWrapper,
+) -> None:
     configure_logging("WARNING", stream=stream)
     services = attrs.evolve(memory.services(), postgres=BrokenDatabase())
     with start(services) as client:
@@ -144,7 +154,7 @@ def test_log_level_warning_keeps_only_the_lines_of_failed_requests(stream: io.St
     assert [line["status_code"] for line in canonical(stream)] == [500]
 
 
-def test_log_requests_false_writes_no_canonical_line(stream: io.StringIO) -> None:
+def test_log_requests_false_writes_no_canonical_line(stream: io.TextIOWrapper) -> None:
     configure_logging("INFO", stream=stream)
     with start(memory.services(), {"LOG_REQUESTS": "false"}) as client:
         response = client.get("/health/")
@@ -153,26 +163,23 @@ def test_log_requests_false_writes_no_canonical_line(stream: io.StringIO) -> Non
     assert canonical(stream) == []
 
 
-@pytest.fixture
-def canary() -> Iterator[str]:
-    value = f"canary-{uuid.uuid4().hex}"
-    register_secret(value)
-    yield value
-    SECRETS.discard([value])
-
-
 def test_a_planted_canary_secret_reaches_no_log_response_or_metric(
-    stream: io.StringIO, canary: str
+    stream: io.TextIOWrapper,
 ) -> None:
+    """The canary is loaded as the live backend loads a password: through a CredentialSource,
+    which the composition root hands to the log redaction."""
+    canary = f"canary-{uuid.uuid4().hex}"
     configure_logging("DEBUG", stream=stream)
     services = memory.services()
     services.secrets.put(  # type: ignore[attr-defined]
         "postgres", {"user": "app", "password": canary, "host": "db", "port": "5432"}
     )
+    credentials = CredentialSource(services.secrets)
+    asyncio.run(credentials.get("postgres"))
     careless = structlog.get_logger("careless.adapter")
     bodies: list[str] = []
 
-    with start(services) as client:
+    with hiding_secrets_of(credentials), start(services) as client:
         for url in (
             "/examples/vault/secret/postgres",
             "/examples/vault/secret/postgres/password",
@@ -190,10 +197,10 @@ def test_a_planted_canary_secret_reaches_no_log_response_or_metric(
             careless.exception("connect failed")
         metrics = client.get("/metrics").text
 
-    written = stream.getvalue()
-    assert "connecting with" in written
-    assert "authentication failed" in written
-    assert "refused: ***" in written
-    assert canary not in written
+    logged = written(stream)
+    assert "connecting with" in logged
+    assert "authentication failed" in logged
+    assert "refused: ***" in logged
+    assert canary not in logged
     assert not [body for body in bodies if canary in body]
     assert canary not in metrics

@@ -1,9 +1,11 @@
-"""The redaction processor: credential-keyed fields and loaded secret values never reach a line."""
+"""The redaction processor: credential-keyed fields and held secret values never reach a line."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import attrs
@@ -14,16 +16,35 @@ from hypothesis import strategies as st
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore
 from colima_ref.domain.masking import MASK
-from colima_ref.observability.redaction import SECRETS, looks_like_credential, redact_secrets
+from colima_ref.observability.redaction import (
+    hiding_secrets_of,
+    looks_like_credential,
+    redact_secrets,
+)
+
+
+@attrs.frozen
+class Holder:
+    """An object that loaded secrets, as the Vault login and the credential cache are."""
+
+    values: frozenset[str]
+
+    def secret_values(self) -> frozenset[str]:
+        return self.values
+
+
+@contextmanager
+def holding(*values: str) -> Iterator[None]:
+    with hiding_secrets_of(Holder(frozenset(values))):
+        yield
 
 
 @pytest.fixture
 def secret() -> Iterator[str]:
-    """A registered secret value, unregistered afterwards."""
+    """A secret value hidden while the test runs."""
     value = f"s3cr3t-{uuid.uuid4().hex}"
-    SECRETS.add([value])
-    yield value
-    SECRETS.discard([value])
+    with holding(value):
+        yield value
 
 
 def redact(**fields: Any) -> dict[str, Any]:
@@ -101,7 +122,7 @@ def test_secrets_in_nested_values_and_reprs_are_masked(secret: str) -> None:
 
 
 TEXT = st.text(st.characters(codec="utf-8"), max_size=30)
-# Registered for the one property below: Hypothesis reruns a test body, not its fixtures.
+# Held for the one property below: Hypothesis reruns a test body, not its fixtures.
 PROPERTY_SECRET = f"s3cr3t-{uuid.uuid4().hex}"
 
 
@@ -110,11 +131,8 @@ def test_a_secret_in_any_one_of_many_text_fields_is_cut_out_and_the_others_kept(
     before: list[str], after: list[str], around: str
 ) -> None:
     texts = [*before, f"{around}{PROPERTY_SECRET}{around}", *after]
-    SECRETS.add([PROPERTY_SECRET])
-    try:
+    with holding(PROPERTY_SECRET):
         line = redact(**{f"field_{n}": text for n, text in enumerate(texts)})
-    finally:
-        SECRETS.discard([PROPERTY_SECRET])
 
     assert PROPERTY_SECRET not in str(line)
     assert line == {
@@ -134,38 +152,37 @@ def test_fields_that_hold_a_secret_only_when_joined_are_left_alone(secret: str) 
 
 
 def test_a_short_secret_is_masked_only_where_a_whole_value_equals_it() -> None:
-    SECRETS.add(["1"])
-    try:
+    with holding("1"):
         line = redact(flag="1", status="HTTP/1.1 201")
-    finally:
-        SECRETS.discard(["1"])
 
     assert line == {"flag": MASK, "status": "HTTP/1.1 201"}
 
 
-def test_a_discarded_secret_is_shown_again() -> None:
-    value = f"temporary-{uuid.uuid4().hex}"
-    SECRETS.add([value])
-    SECRETS.discard([value])
+def test_a_secret_a_holder_adds_later_is_hidden_from_the_next_line() -> None:
+    source = CredentialSource(InMemorySecretStore(secrets={"pg": {"password": "late-secret"}}))
 
-    assert redact(note=value)["note"] == value
+    async def load() -> None:
+        await source.get("pg")
+
+    with hiding_secrets_of(source):
+        assert redact(note="late-secret")["note"] == "late-secret"
+        asyncio.run(load())
+        assert redact(note="late-secret")["note"] == MASK
 
 
-async def test_credential_source_registers_the_sensitive_values_it_loads() -> None:
+async def test_credential_source_hides_the_sensitive_values_it_loads() -> None:
     password = f"pw-{uuid.uuid4().hex}"
     user = f"user-{uuid.uuid4().hex}"
     source = CredentialSource(
         InMemorySecretStore(secrets={"pg": {"user": user, "password": password}})
     )
-    try:
-        await source.get("pg")
+    await source.get("pg")
 
+    with hiding_secrets_of(source):
         assert redact(event=f"login {user}:{password}")["event"] == f"login {user}:{MASK}"
-    finally:
-        SECRETS.discard([password])
 
 
-def test_the_password_of_an_unregistered_login_in_any_text_field_is_hidden() -> None:
+def test_the_password_of_a_login_nobody_holds_in_any_text_field_is_hidden() -> None:
     line = redact(
         request_id="abc",
         detail="could not connect to postgresql://app:Unregistered9@db:5432/x",

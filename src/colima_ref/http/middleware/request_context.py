@@ -20,7 +20,6 @@ from colima_ref.http.errors import error_name
 from colima_ref.http.request_ids import RequestIds
 from colima_ref.http.response_headers import collect_response_headers
 from colima_ref.http.route_match import UNMATCHED_ROUTE, match_route
-from colima_ref.logs import write_line
 from colima_ref.observability.metrics import Metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -186,8 +185,5 @@ class RequestContextMiddleware:
         if error_type is not None:
             fields["error_type"] = error_type
         level = logging.ERROR if status_code >= 500 else logging.INFO
-        if escaped is not None and self._debug:
-            # The rare line with a traceback goes through structlog's whole chain to render it.
-            self._logger.log(level, REQUEST_LOG_MESSAGE, exc_info=escaped, **fields)
-        else:
-            write_line(REQUEST_LOGGER, level, REQUEST_LOG_MESSAGE, fields)
+        exc_info = escaped if self._debug else None
+        self._logger.log(level, REQUEST_LOG_MESSAGE, exc_info=exc_info, **fields)
