@@ -1,7 +1,9 @@
 """Rate limits per client IP and route template, answered before routing.
 
-Headers: ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` (epoch seconds), and the IETF
-draft pair ``RateLimit-Policy: "default";q=100;w=60`` / ``RateLimit: "default";r=99;t=60``
+A `limits` strategy (RATE_LIMIT_STRATEGY) counts each request in the storage that
+RATE_LIMIT_STORAGE_URL names. Headers: ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset``
+(epoch seconds: when limits' window stats expect the count to drop), and the IETF draft pair
+``RateLimit-Policy: "default";q=100;w=60`` / ``RateLimit: "default";r=99;t=60``
 (draft-ietf-httpapi-ratelimit-headers-09 structured fields), on every limited response.
 """
 
