@@ -1,4 +1,5 @@
-"""Two real server processes sharing one Redis rate-limit storage enforce one global limit.
+"""Two real server processes sharing one Redis rate-limit storage enforce one global limit; the
+app closes its connections to that storage when it shuts down.
 
 Needs the standalone Redis at REDIS_URL (default redis://127.0.0.1:6379/0, no auth): the test
 skips with the reason when it is unreachable, or fails when CI=true.
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 import pytest
+import redis
 from live_support import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
@@ -149,6 +151,35 @@ def test_an_unreachable_storage_lets_requests_through_and_counts_each_one() -> N
     ]
     # /metrics itself is limited too, and its request is counted before it renders.
     assert errors == [4]
+
+
+def _client_names() -> set[str]:
+    with redis.Redis.from_url(REDIS_URL) as admin:
+        return {client["name"] for client in admin.client_list()}
+
+
+def test_shutting_the_app_down_closes_its_connections_to_the_storage() -> None:
+    require_redis()
+    name = f"colima-ref-test-{uuid.uuid4().hex}"
+    app = create_app(
+        _memory_services,
+        Settings.from_env(
+            {
+                # redis-py takes client_name from the URL, so the connection is ours to find.
+                "RATE_LIMIT_STORAGE_URL": f"{REDIS_URL}?client_name={name}",
+                "RATE_LIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+            }
+        ),
+    )
+
+    with TestClient(app) as client:
+        assert client.get("/").status_code == 200
+        assert name in _client_names()
+
+    deadline = time.monotonic() + 2
+    while name in _client_names():
+        assert time.monotonic() < deadline, "the storage's connection outlived the app"
+        time.sleep(0.05)
 
 
 @asynccontextmanager

@@ -60,9 +60,21 @@ def _scope(peer: str, forwarded: list[str]) -> dict[str, Any]:
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
+def clear_of_a_window_boundary() -> None:
+    """The in-memory sliding window counter's windows start on the minute: a boundary inside
+    a test weighs the hits before it down, and lets one more through."""
+    left = 60 - time.time() % 60
+    if left < 2:
+        time.sleep(left)
+
+
+@pytest.mark.parametrize("strategy", ["moving-window", "sliding-window-counter"])
 def test_101_requests_in_a_minute_to_a_general_route_give_exactly_one_429(
-    client: TestClient, error_body: ErrorBody
+    make_client: MakeClient, services: Services, error_body: ErrorBody, strategy: str
 ) -> None:
+    client = make_client(services, {"RATE_LIMIT_STRATEGY": strategy})
+    clear_of_a_window_boundary()
+
     responses = [client.get("/") for _ in range(101)]
 
     limited = [r for r in responses if r.status_code == 429]
@@ -79,7 +91,11 @@ def test_101_requests_in_a_minute_to_a_general_route_give_exactly_one_429(
     assert refused.headers["RateLimit"].startswith('"default";r=0;t=')
 
 
-def test_a_successful_response_carries_the_rate_limit_headers(client: TestClient) -> None:
+def test_a_successful_response_carries_the_rate_limit_headers(
+    make_client: MakeClient, services: Services
+) -> None:
+    client = make_client(services, {"RATE_LIMIT_STRATEGY": "moving-window"})
+
     response = client.get("/")
 
     assert response.status_code == 200
@@ -87,6 +103,22 @@ def test_a_successful_response_carries_the_rate_limit_headers(client: TestClient
     assert response.headers["X-RateLimit-Remaining"] == "99"
     assert response.headers["RateLimit"] == '"default";r=99;t=60'
     assert "Retry-After" not in response.headers
+
+
+def test_the_sliding_window_counter_resets_a_first_hit_when_its_minute_ends(
+    make_client: MakeClient, services: Services
+) -> None:
+    client = make_client(services, {"RATE_LIMIT_STRATEGY": "sliding-window-counter"})
+    clear_of_a_window_boundary()
+
+    response = client.get("/")
+
+    minute_ends = (int(time.time()) // 60 + 1) * 60
+    assert response.headers["X-RateLimit-Remaining"] == "99"
+    # Rounded up from a float that can land a hair past the minute.
+    assert int(response.headers["X-RateLimit-Reset"]) in (minute_ends, minute_ends + 1)
+    seconds_left = int(response.headers["RateLimit"].removeprefix('"default";r=99;t='))
+    assert abs(seconds_left - (minute_ends - time.time())) <= 1
 
 
 def test_health_routes_get_the_health_limit(client: TestClient) -> None:
@@ -179,12 +211,15 @@ def test_without_a_forwarded_header_a_trusted_peer_is_the_client() -> None:
 
 
 class DownStorage(MemoryStorage):
-    """limits' memory storage behaving as a Redis that cannot be reached."""
+    """limits' memory storage behaving as a Redis that cannot be reached, whatever the strategy."""
+
+    async def incr(self, *args: Any, **kwargs: Any) -> int:
+        raise StorageError(ConnectionError("connection refused"))
 
     async def acquire_entry(self, *args: Any, **kwargs: Any) -> bool:
         raise StorageError(ConnectionError("connection refused"))
 
-    async def get_moving_window(self, *args: Any, **kwargs: Any) -> tuple[float, int]:
+    async def acquire_sliding_window_entry(self, *args: Any, **kwargs: Any) -> bool:
         raise StorageError(ConnectionError("connection refused"))
 
 
@@ -192,12 +227,13 @@ async def _ok(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
-def test_a_storage_outage_fails_open_logs_once_and_counts_every_failure() -> None:
+@pytest.mark.parametrize("strategy", ["sliding-window-counter", "moving-window", "fixed-window"])
+def test_a_storage_outage_fails_open_logs_once_and_counts_every_failure(strategy: str) -> None:
     failures: list[None] = []
     app = Starlette(routes=[Route("/", _ok)])
     app.add_middleware(
         RateLimitMiddleware,
-        settings=RateLimitSettings(default="1/minute"),
+        settings=RateLimitSettings(default="1/minute", strategy=strategy),
         storage=DownStorage(),
         on_storage_error=lambda: failures.append(None),
     )

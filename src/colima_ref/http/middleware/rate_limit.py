@@ -1,7 +1,9 @@
 """Rate limits per client IP and route template, answered before routing.
 
-Headers: ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` (epoch seconds), and the IETF
-draft pair ``RateLimit-Policy: "default";q=100;w=60`` / ``RateLimit: "default";r=99;t=60``
+A `limits` strategy (RATE_LIMIT_STRATEGY) counts each request in the storage that
+RATE_LIMIT_STORAGE_URL names. Headers: ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset``
+(epoch seconds: when limits' window stats expect the count to drop), and the IETF draft pair
+``RateLimit-Policy: "default";q=100;w=60`` / ``RateLimit: "default";r=99;t=60``
 (draft-ietf-httpapi-ratelimit-headers-09 structured fields), on every limited response.
 """
 
@@ -23,12 +25,12 @@ from limits.aio.strategies import (
 )
 from limits.errors import StorageError
 from limits.storage import storage_from_string
+from limits.util import WindowStats
+from redis.asyncio import ConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colima_ref.http.client_ip import IPNetwork, client_ip
 from colima_ref.http.errors import error_response
-from colima_ref.http.middleware.moving_window import MovingWindowMemoryStorage
-from colima_ref.http.response_headers import RawHeaders, add_response_headers
 from colima_ref.http.route_match import match_route
 from colima_ref.settings import RateLimitSettings
 
@@ -49,37 +51,16 @@ class Policy:
 
     name: str
     item: limits.RateLimitItem
-    # What depends on the policy alone, computed and encoded once instead of per request.
-    expiry: int = attrs.field(init=False, eq=False, repr=False)
-    _limit_header: tuple[bytes, bytes] = attrs.field(init=False, eq=False, repr=False)
-    _policy_header: tuple[bytes, bytes] = attrs.field(init=False, eq=False, repr=False)
-    _ratelimit_prefix: bytes = attrs.field(init=False, eq=False, repr=False)
 
-    @expiry.default
-    def _window_seconds(self) -> int:
-        return self.item.get_expiry()
-
-    @_limit_header.default
-    def _encode_limit_header(self) -> tuple[bytes, bytes]:
-        return (b"x-ratelimit-limit", b"%d" % self.item.amount)
-
-    @_policy_header.default
-    def _encode_policy_header(self) -> tuple[bytes, bytes]:
-        policy = f'"{self.name}";q={self.item.amount};w={self.expiry}'
-        return (b"ratelimit-policy", policy.encode())
-
-    @_ratelimit_prefix.default
-    def _encode_ratelimit_prefix(self) -> bytes:
-        return f'"{self.name}";'.encode()
-
-    def headers(self, remaining: int, reset_time: float, reset_after: int) -> RawHeaders:
+    def headers(self, stats: WindowStats, reset_after: int) -> list[tuple[bytes, bytes]]:
         """Every rate-limit header of a response, as ASGI header pairs."""
+        amount, window = self.item.amount, self.item.get_expiry()
         return [
-            self._limit_header,
-            self._policy_header,
-            (b"x-ratelimit-remaining", b"%d" % remaining),
-            (b"x-ratelimit-reset", b"%d" % math.ceil(reset_time)),
-            (b"ratelimit", self._ratelimit_prefix + b"r=%d;t=%d" % (remaining, reset_after)),
+            (b"x-ratelimit-limit", b"%d" % amount),
+            (b"x-ratelimit-remaining", b"%d" % stats.remaining),
+            (b"x-ratelimit-reset", b"%d" % math.ceil(stats.reset_time)),
+            (b"ratelimit-policy", f'"{self.name}";q={amount};w={window}'.encode()),
+            (b"ratelimit", f'"{self.name}";r={stats.remaining};t={reset_after}'.encode()),
         ]
 
 
@@ -107,30 +88,28 @@ class PolicyTable:
         return self.default
 
 
-def open_storage(settings: RateLimitSettings) -> Storage:
-    """The async storage RATE_LIMIT_STORAGE_URL names (memory: `MovingWindowMemoryStorage`).
+def open_storage(settings: RateLimitSettings) -> tuple[Storage, ConnectionPool | None]:
+    """The async storage RATE_LIMIT_STORAGE_URL names, and the pool to close when done.
 
     Redis goes through redis-py (``implementation="redispy"``): the coredis default is not
-    installed, and the ``limits[redis]`` extra would downgrade redis. Nothing connects here.
+    installed, and the ``limits[redis]`` extra would downgrade redis. A standalone Redis gets
+    a pool of ours, since limits' storages have no close; a cluster storage takes no pool, so
+    its connections end with the process. Nothing connects here.
     """
-    if settings.storage_url.lower().startswith("memory"):
-        return MovingWindowMemoryStorage(wrap_exceptions=True)
+    url = settings.storage_url
+    pool = None
+    if url.partition("://")[0].lower() in ("redis", "rediss"):
+        pool = ConnectionPool.from_url(url)
     storage = storage_from_string(
-        "async+" + settings.storage_url,
+        "async+" + url,
         implementation="redispy",
         key_prefix=settings.key_prefix,
         wrap_exceptions=True,
+        # Documented by limits' RedisStorage, though its type hints allow scalar options only.
+        **({"connection_pool": pool} if pool is not None else {}),  # type: ignore[arg-type]
     )
     assert isinstance(storage, Storage)
-    return storage
-
-
-async def close_storage(storage: Storage) -> None:
-    """Close the redis-py client behind a Redis storage; memory storage has nothing to close."""
-    bridge = getattr(storage, "bridge", None)
-    client = getattr(bridge, "storage", None)
-    if client is not None:
-        await client.aclose()
+    return storage, pool
 
 
 def _ignore(*_: object) -> None:
@@ -143,7 +122,8 @@ class RateLimitMiddleware:
     When the storage fails the request passes unlimited (fail open): a broken limiter must
     not take the API down. That is logged at most once per ``STORAGE_ERROR_LOG_INTERVAL``
     and reported to ``on_storage_error`` every time. ``on_limited(endpoint)`` is called for
-    every 429. The storage is closed when the app's lifespan shuts down.
+    every 429. A storage opened here is closed when the app's lifespan shuts down; one
+    passed in belongs to the caller.
     """
 
     def __init__(
@@ -159,14 +139,10 @@ class RateLimitMiddleware:
     ) -> None:
         self.app = app
         self.policies = PolicyTable.from_settings(settings)
-        self.storage = storage if storage is not None else open_storage(settings)
-        self.limiter = _STRATEGIES[settings.strategy](self.storage)
-        self._memory_window = (
-            self.storage
-            if isinstance(self.storage, MovingWindowMemoryStorage)
-            and isinstance(self.limiter, MovingWindowRateLimiter)
-            else None
-        )
+        self._pool: ConnectionPool | None = None
+        if storage is None:
+            storage, self._pool = open_storage(settings)
+        self.limiter = _STRATEGIES[settings.strategy](storage)
         self.trusted_proxies = tuple(trusted_proxies)
         self.on_limited = on_limited
         self.on_storage_error = on_storage_error
@@ -184,51 +160,33 @@ class RateLimitMiddleware:
         template, _ = match_route(scope)
         policy = self.policies.for_route(template)
         client = client_ip(scope, self.trusted_proxies)
-        memory = self._memory_window
         try:
-            if memory is not None:
-                # One synchronous call instead of the strategy's awaited hit + get_window_stats,
-                # which also build limits' key twice: half of the limiter's cost per request.
-                # The key only has to be unique inside this storage, which only this writes to.
-                item = policy.item
-                allowed, start, count = memory.hit(
-                    f"{policy.name}/{client}/{template}", item.amount, policy.expiry
-                )
-                remaining, reset_time = item.amount - count, start + policy.expiry
-            else:
-                allowed, remaining, reset_time = await self._hit(policy.item, client, template)
+            allowed = await self.limiter.hit(policy.item, client, template)
+            stats = await self.limiter.get_window_stats(policy.item, client, template)
         except StorageError as exc:
             self._storage_failed(exc)
             await self.app(scope, receive, send)
             return
 
-        reset_after = max(0, math.ceil(reset_time - self.clock()))
-        headers = policy.headers(remaining, reset_time, reset_after)
-        if not allowed:
-            self.on_limited(template)
-            request_id = scope.get("state", {}).get("request_id")
-            response = error_response(
-                request_id,
-                error="RateLimitError",
-                message=f"Rate limit exceeded: {policy.item.amount} per {policy.expiry} seconds",
-                status_code=429,
-                details={"limit": str(policy.item), "endpoint": template},
-                headers={
-                    **{name.decode(): value.decode() for name, value in headers},
-                    "Retry-After": str(reset_after),
-                },
-            )
-            await response(scope, receive, send)
+        reset_after = max(0, math.ceil(stats.reset_time - self.clock()))
+        headers = policy.headers(stats, reset_after)
+        if allowed:
+            await self.app(scope, receive, _sending_headers(send, headers))
             return
-        await self.app(scope, receive, add_response_headers(scope, send, headers))
-
-    async def _hit(
-        self, item: limits.RateLimitItem, client: str, template: str
-    ) -> tuple[bool, int, float]:
-        """Count one hit: whether it is allowed, what remains, and when the window resets."""
-        allowed = await self.limiter.hit(item, client, template)
-        stats = await self.limiter.get_window_stats(item, client, template)
-        return allowed, stats.remaining, stats.reset_time
+        self.on_limited(template)
+        response = error_response(
+            scope.get("state", {}).get("request_id"),
+            error="RateLimitError",
+            message=f"Rate limit exceeded: {policy.item.amount} per "
+            f"{policy.item.get_expiry()} seconds",
+            status_code=429,
+            details={"limit": str(policy.item), "endpoint": template},
+            headers={
+                **{name.decode(): value.decode() for name, value in headers},
+                "retry-after": str(reset_after),
+            },
+        )
+        await response(scope, receive, send)
 
     def _storage_failed(self, exc: StorageError) -> None:
         self.on_storage_error()
@@ -242,8 +200,20 @@ class RateLimitMiddleware:
 
     def _closing_on_shutdown(self, send: Send) -> Send:
         async def send_closing(message: Message) -> None:
-            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-                await close_storage(self.storage)
+            if self._pool is not None and message["type"] in (
+                "lifespan.shutdown.complete",
+                "lifespan.shutdown.failed",
+            ):
+                await self._pool.aclose()
             await send(message)
 
         return send_closing
+
+
+def _sending_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), *headers]
+        await send(message)
+
+    return send_with_headers
