@@ -27,7 +27,7 @@ from colima_ref.ports.services import SERVICE_NAMES, Backend
 DEFAULT_APP_NAME = "Colima Services Reference API"
 LOCALHOST = "127.0.0.1"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-RATE_LIMIT_STRATEGIES = ("moving-window", "fixed-window", "sliding-window-counter")
+RATE_LIMIT_STRATEGIES = ("sliding-window-counter", "moving-window", "fixed-window")
 _RATE_LIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+cluster")
 
 _PORT = re.compile(r"[0-9]{1,5}")
@@ -415,7 +415,7 @@ class RateLimitSettings:
     strategy: str = _env(
         "RATE_LIMIT_STRATEGY",
         _one_of(RATE_LIMIT_STRATEGIES),
-        "moving-window",
+        "sliding-window-counter",
         "/".join(RATE_LIMIT_STRATEGIES),
     )
     key_prefix: str = _env(
