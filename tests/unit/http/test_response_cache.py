@@ -210,6 +210,21 @@ def middleware(items: SlowItems, recorded: Recorded) -> ResponseCacheMiddleware:
 Call = Callable[[str], Any]
 
 
+def get_scope(
+    middleware: ResponseCacheMiddleware, services: Services, path: str, query: bytes = b""
+) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "root_path": "",
+        "query_string": query,
+        "headers": [],
+        "app": middleware.app,
+        "state": {"services": services},
+    }
+
+
 async def get_through(
     middleware: ResponseCacheMiddleware, services: Services, path: str, query: bytes = b""
 ) -> tuple[int, str | None, bytes]:
@@ -222,17 +237,7 @@ async def get_through(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": path,
-        "root_path": "",
-        "query_string": query,
-        "headers": [],
-        "app": middleware.app,
-        "state": {"services": services},
-    }
-    await middleware(scope, receive, send)
+    await middleware(get_scope(middleware, services, path, query), receive, send)
     headers = dict(sent[0]["headers"])
     x_cache = headers.get(b"x-cache")
     body = b"".join(m.get("body", b"") for m in sent[1:])
@@ -376,6 +381,59 @@ def test_a_near_hit_carries_the_same_headers_as_a_shared_hit(make_client: Any) -
     assert [r.headers["content-type"] for r in shared_or_near] == ["application/json"] * 2
     assert all(r.headers["content-length"] == str(len(r.content)) for r in shared_or_near)
     assert all("x-request-id" in r.headers for r in shared_or_near)
+
+
+async def test_overlapping_misses_answered_with_an_error_each_get_their_own(
+    cached_services: Services, recorded: Recorded
+) -> None:
+    """An error body names its request, so it is never handed to another one."""
+    calls = 0
+
+    async def failing(request: Request) -> JSONResponse:
+        nonlocal calls
+        calls += 1
+        number = calls
+        await asyncio.sleep(0.05)
+        return JSONResponse({"call": number}, status_code=503)
+
+    middleware = ResponseCacheMiddleware(
+        Starlette(routes=[Route("/items/{name}", failing)]),
+        ttls={"/items/{name}": 60},
+        on_hit=recorded.hits.append,
+        on_miss=recorded.misses.append,
+    )
+
+    answers = await asyncio.gather(
+        *(get_through(middleware, cached_services, "/items/a") for _ in range(3))
+    )
+
+    assert sorted(body for _, _, body in answers) == [b'{"call":1}', b'{"call":2}', b'{"call":3}']
+    assert {(status, x_cache) for status, x_cache, _ in answers} == {(503, "MISS")}
+    assert (recorded.hits, len(recorded.misses)) == ([], 3)
+
+
+async def test_the_request_whose_miss_raised_gets_the_500_and_the_exception(
+    cached_services: Services,
+) -> None:
+    async def broken(request: Request) -> JSONResponse:
+        raise RuntimeError("a bug")
+
+    middleware = ResponseCacheMiddleware(
+        Starlette(routes=[Route("/items/{name}", broken)]), ttls={"/items/{name}": 60}
+    )
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        await middleware(get_scope(middleware, cached_services, "/items/a"), receive, send)
+
+    assert sent[0]["status"] == 500
+    assert dict(sent[0]["headers"])[b"x-cache"] == b"MISS"
 
 
 def test_the_app_drops_cached_vault_answers_on_request_and_counts_the_pattern(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -23,6 +23,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colima_ref.domain.errors import OperationTimeoutError, ServiceUnavailableError
+from colima_ref.domain.shared_runs import SharedRuns
 from colima_ref.http.middleware.near_cache import NEAR_TTL, NearCache
 from colima_ref.http.route_match import match_route
 from colima_ref.ports.cache import Cache
@@ -105,7 +106,7 @@ class CachedResponse:
         return cls(content_type if isinstance(content_type, str) else None, cached["body"].encode())
 
     async def replay(self, send: Send) -> None:
-        """Send this response as a HIT. Raw messages: a Response object per hit cost ~3 us."""
+        """Send this response as a HIT."""
         # A fresh list: a layer outside may edit the headers of the message in place.
         await send({"type": "http.response.start", "status": 200, "headers": list(self._headers)})
         await send({"type": "http.response.body", "body": self.body})
@@ -170,11 +171,51 @@ class CachedResponses:
         task.add_done_callback(self._pending.discard)
 
 
+@attrs.frozen
+class _Computed:
+    """What the app answered the request ``computed_for``: the messages it sent (and the
+    exception it raised), and the response hits may replay (None: nothing to share)."""
+
+    computed_for: Scope
+    messages: Sequence[Message]
+    shared: CachedResponse | None
+    error: Exception | None = None
+
+
+@attrs.define
+class _Recorder:
+    """Keeps what the app sends, marked as a MISS."""
+
+    messages: list[Message] = attrs.Factory(list)
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            MutableHeaders(scope=message)[CACHE_HEADER] = "MISS"
+        self.messages.append(message)
+
+    def cacheable(self) -> CachedResponse | None:
+        """The response to cache: a whole 200 of at most MAX_CACHED_BODY bytes of UTF-8."""
+        if not self.messages or self.messages[0].get("status") != 200:
+            return None
+        body = b"".join(message.get("body", b"") for message in self.messages[1:])
+        if len(body) > MAX_CACHED_BODY:
+            return None
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        content_type = MutableHeaders(scope=self.messages[0]).get("content-type")
+        return CachedResponse(content_type, body)
+
+
 class ResponseCacheMiddleware:
     """Serves GETs of the routes in ``ttls`` from the cache, and caches their 200 answers.
 
     What is cached is the body the endpoint sent, so a secret is stored only as masked as
-    the client saw it. Concurrent misses of one key wait for one computation (single flight).
+    the client saw it. Misses of one key that overlap share one computation (`SharedRuns`):
+    the request that started it gets the app's answer as a MISS, the others get it as a HIT,
+    or ask the app themselves when it is not cacheable (an error names its own request). The
+    answer is buffered whole before it is sent, as cached routes answer small JSON bodies.
     A cache that fails or is slow is treated as a miss and the answer is served uncached.
     Responses of cached routes carry ``X-Cache: HIT`` or ``MISS``. The cache is the
     ``services.cache`` of the app's lifespan state. ``query_params`` names the query parameters
@@ -208,7 +249,7 @@ class ResponseCacheMiddleware:
         self.on_miss = on_miss
         self.responses = responses or CachedResponses(near_ttl, on_invalidated)
         self._near = self.responses.near
-        self._in_flight: dict[str, asyncio.Future[CachedResponse | None]] = {}
+        self._misses: SharedRuns[str, _Computed] = SharedRuns()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET":
@@ -230,72 +271,42 @@ class ResponseCacheMiddleware:
             self.on_hit(template)
             await near.replay(send)
             return
-
-        leader = self._in_flight.get(key)
-        if leader is not None:
-            cached = await asyncio.shield(leader)
-            if cached is not None:
-                self.on_hit(template)
-                await cached.replay(send)
-                return
-            # The leader got no cacheable answer, so this request asks for itself.
-            self.on_miss(template)
-            await self.app(scope, receive, _marking(send, "MISS"))
-            return
-
         cache: Cache = scope["state"]["services"].cache
-        future: asyncio.Future[CachedResponse | None] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = future
-        try:
-            cached = await self._get(cache, key)
+        cached = await self._get(cache, key)
+        if cached is not None:
+            self._keep_near(key, cached, ttl)
+        else:
+            computed = await self._misses.call(key, self._compute, cache, key, ttl, scope, receive)
+            if computed.computed_for is scope:
+                self.on_miss(template)
+                for message in computed.messages:
+                    await send(message)
+                if computed.error is not None:
+                    raise computed.error
+                return
+            cached = computed.shared
             if cached is None:
                 self.on_miss(template)
-                cached = await self._compute(scope, receive, send)
-                if cached is not None and await self._set(cache, key, cached, ttl):
-                    self._keep_near(key, cached, ttl)
-            else:
-                self.on_hit(template)
-                await cached.replay(send)
-                self._keep_near(key, cached, ttl)
-            future.set_result(cached)
-        finally:
-            del self._in_flight[key]
-            if not future.done():
-                future.set_result(None)
+                await self.app(scope, receive, _marking(send, "MISS"))
+                return
+        self.on_hit(template)
+        await cached.replay(send)
 
-    async def _compute(self, scope: Scope, receive: Receive, send: Send) -> CachedResponse | None:
-        status = 0
-        content_type: str | None = None
-        chunks: list[bytes] = []
-        size = 0
-
-        async def capturing_send(message: Message) -> None:
-            nonlocal status, content_type, size
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = MutableHeaders(scope=message)
-                content_type = headers.get("content-type")
-                headers[CACHE_HEADER] = "MISS"
-            elif message["type"] == "http.response.body" and status == 200:
-                body: bytes = message.get("body", b"")
-                size += len(body)
-                if size <= MAX_CACHED_BODY:
-                    chunks.append(body)
-            await send(message)
-
-        await self.app(scope, receive, capturing_send)
-        if status != 200 or size > MAX_CACHED_BODY:
-            return None
-        body = b"".join(chunks)
+    async def _compute(
+        self, cache: Cache, key: str, ttl: int, scope: Scope, receive: Receive
+    ) -> _Computed:
+        recorder = _Recorder()
         try:
-            body.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        return CachedResponse(content_type, body)
+            await self.app(scope, receive, recorder.send)
+        except Exception as exc:  # noqa: BLE001 - raised again in the request it belongs to
+            return _Computed(scope, recorder.messages, None, exc)
+        cached = recorder.cacheable()
+        if cached is not None and await self._set(cache, key, cached, ttl):
+            self._keep_near(key, cached, ttl)
+        return _Computed(scope, recorder.messages, cached)
 
     async def _get(self, cache: Cache, key: str) -> CachedResponse | None:
         try:
-            # asyncio.timeout, not wait_for: wait_for runs the call in a task of its own.
             async with asyncio.timeout(CACHE_CALL_TIMEOUT):
                 entry = await cache.get(key)
         except _OUTAGE as exc:
