@@ -131,9 +131,7 @@ def create_app(
     recorder = metrics or Metrics(name=settings.app_name, version=__version__)
     routes = _routes()
     readiness = Readiness()
-    responses = CachedResponses(
-        near_ttl=settings.response_cache_near_ttl, on_invalidated=recorder.cache_invalidated
-    )
+    responses = CachedResponses(on_invalidated=recorder.cache_invalidated)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:

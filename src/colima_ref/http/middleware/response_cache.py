@@ -24,7 +24,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colima_ref.domain.errors import OperationTimeoutError, ServiceUnavailableError
 from colima_ref.domain.shared_runs import SharedRuns
-from colima_ref.http.middleware.near_cache import NEAR_TTL, NearCache
 from colima_ref.http.route_match import match_route
 from colima_ref.ports.cache import Cache
 
@@ -116,20 +115,12 @@ class CachedResponse:
 class CachedResponses:
     """The answers the response cache keeps, as the app drops them: ``app.state.response_cache``.
 
-    They live in two places: the shared cache (the services' ``cache``, bound while the app's
-    lifespan runs) and this process's near copies, kept ``near_ttl`` seconds (none at 0).
-    ``invalidate`` empties both of what matches.
+    They live in the shared cache (the services' ``cache``, bound while the app's lifespan runs).
     """
 
-    near_ttl: float = NEAR_TTL
     on_invalidated: Callable[[str], None] = _ignore
-    near: NearCache[CachedResponse] | None = attrs.field(init=False)
     _cache: Cache | None = attrs.field(default=None, init=False, repr=False)
     _pending: set[asyncio.Task[int]] = attrs.field(factory=set, init=False, repr=False)
-
-    @near.default
-    def _near_copies(self) -> NearCache[CachedResponse] | None:
-        return NearCache(ttl=self.near_ttl) if self.near_ttl > 0 else None
 
     def bind(self, cache: Cache) -> None:
         """Use ``cache`` as the shared cache from now on (the lifespan binds the services' one)."""
@@ -144,12 +135,9 @@ class CachedResponses:
     async def invalidate(self, pattern: str) -> int:
         """Delete the cached responses whose keys match the glob ``pattern`` (``cache:/health/*``).
 
-        Returns how many went from the bound shared cache; 0 when it is down or none is bound,
-        since what it holds then expires anyway. This process's near copies go in any case.
-        Counted by pattern when the shared cache took the deletion.
+        Returns how many went; 0 when the shared cache is down or none is bound, since what it
+        holds then expires anyway. Counted by pattern when the shared cache took the deletion.
         """
-        if self.near is not None:
-            self.near.discard_matching(pattern)
         shared = self._cache
         if shared is None:
             return 0
@@ -220,12 +208,7 @@ class ResponseCacheMiddleware:
     Responses of cached routes carry ``X-Cache: HIT`` or ``MISS``. The cache is the
     ``services.cache`` of the app's lifespan state. ``query_params`` names the query parameters
     a cached route's answer depends on (none when it is not listed); only they are in its key.
-
-    In front of it, each process keeps what it served for up to ``near_ttl`` seconds
-    (`NearCache`): a hit then costs no round trip to the cache, and another process's
-    invalidation reaches this one at most ``near_ttl`` later. ``near_ttl=0`` turns that off.
-    Given ``responses``, the middleware keeps its near copies there (``near_ttl`` and
-    ``on_invalidated`` are then theirs), so that the app can invalidate what it serves.
+    Given ``responses``, invalidations are counted through its ``on_invalidated``.
     """
 
     def __init__(
@@ -234,7 +217,6 @@ class ResponseCacheMiddleware:
         *,
         ttls: Mapping[str, int] = DEFAULT_TTLS,
         query_params: Mapping[str, Collection[str]] | None = None,
-        near_ttl: float = NEAR_TTL,
         on_hit: Callable[[str], None] = _ignore,
         on_miss: Callable[[str], None] = _ignore,
         on_invalidated: Callable[[str], None] = _ignore,
@@ -247,8 +229,7 @@ class ResponseCacheMiddleware:
         }
         self.on_hit = on_hit
         self.on_miss = on_miss
-        self.responses = responses or CachedResponses(near_ttl, on_invalidated)
-        self._near = self.responses.near
+        self.responses = responses or CachedResponses(on_invalidated)
         self._misses: SharedRuns[str, _Computed] = SharedRuns()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -266,16 +247,9 @@ class ResponseCacheMiddleware:
             scope.get("query_string", b""),
             self.query_params.get(template, ()),
         )
-        near = self._near.get(key) if self._near is not None else None
-        if near is not None:
-            self.on_hit(template)
-            await near.replay(send)
-            return
         cache: Cache = scope["state"]["services"].cache
         cached = await self._get(cache, key)
-        if cached is not None:
-            self._keep_near(key, cached, ttl)
-        else:
+        if cached is None:
             computed = await self._misses.call(key, self._compute, cache, key, ttl, scope, receive)
             if computed.computed_for is scope:
                 self.on_miss(template)
@@ -301,8 +275,8 @@ class ResponseCacheMiddleware:
         except Exception as exc:  # noqa: BLE001 - raised again in the request it belongs to
             return _Computed(scope, recorder.messages, None, exc)
         cached = recorder.cacheable()
-        if cached is not None and await self._set(cache, key, cached, ttl):
-            self._keep_near(key, cached, ttl)
+        if cached is not None:
+            await self._set(cache, key, cached, ttl)
         return _Computed(scope, recorder.messages, cached)
 
     async def _get(self, cache: Cache, key: str) -> CachedResponse | None:
@@ -317,7 +291,7 @@ class ResponseCacheMiddleware:
         # Not something this middleware wrote: recompute rather than replay it.
         return None if entry is None else CachedResponse.from_stored(entry.value)
 
-    async def _set(self, cache: Cache, key: str, cached: CachedResponse, ttl: int) -> bool:
+    async def _set(self, cache: Cache, key: str, cached: CachedResponse, ttl: int) -> None:
         try:
             async with asyncio.timeout(CACHE_CALL_TIMEOUT):
                 await cache.set(key, cached.stored(), ttl)
@@ -325,13 +299,6 @@ class ResponseCacheMiddleware:
             _log.warning(
                 "response cache unavailable, answer not cached", error_type=type(exc).__name__
             )
-            return False
-        return True
-
-    def _keep_near(self, key: str, cached: CachedResponse, ttl: int) -> None:
-        # Only what the shared cache holds: during its outage every answer is computed afresh.
-        if self._near is not None:
-            self._near.put(key, cached, ttl)
 
 
 def _marking(send: Send, value: str) -> Send:
