@@ -14,9 +14,7 @@ Ts = TypeVarTuple("Ts")
 
 
 @attrs.define
-class Run(Generic[T]):
-    """One run in flight and how many callers still wait for it."""
-
+class _Run(Generic[T]):
     task: asyncio.Task[T]
     waiters: int = 0
 
@@ -29,9 +27,11 @@ class SharedRuns(Generic[K, T]):
     is, result or exception. Nothing is kept once a run ends: the next call starts a new one, so
     no answer is older than the run it came from. A caller that gives up leaves the run to the
     others; the run is cancelled only when every caller waiting for it has given up.
+
+    The run is a task of its own, started in the context of the call that started it.
     """
 
-    _runs: dict[K, Run[T]] = attrs.field(factory=dict, init=False)
+    _runs: dict[K, _Run[T]] = attrs.field(factory=dict, init=False)
 
     async def call(
         self,
@@ -40,35 +40,16 @@ class SharedRuns(Generic[K, T]):
         *args: *Ts,
     ) -> T:
         """The outcome of the run of ``key`` in flight, or of ``start(*args)`` run now."""
-        run = self.enter(key, start, *args)
+        run = self._runs.get(key)
+        if run is None or run.task.done():
+            run = self._runs[key] = _Run(asyncio.create_task(start(*args)))
+        run.waiters += 1
         try:
             # Shielded: one caller cancelled must not cancel the answer the others wait for.
             return await asyncio.shield(run.task)
         finally:
-            self.leave(key, run)
-
-    def enter(
-        self,
-        key: K,
-        start: Callable[[*Ts], Coroutine[Any, Any, T]],
-        *args: *Ts,
-    ) -> Run[T]:
-        """Join the run of ``key`` in flight, or start ``start(*args)`` as it; pair with leave.
-
-        For a caller that waits on several runs at once; ``call`` does both for one.
-        """
-        run = self._runs.get(key)
-        if run is None or run.task.done():
-            run = self._runs[key] = Run(asyncio.create_task(start(*args)))
-        run.waiters += 1
-        return run
-
-    def leave(self, key: K, run: Run[T]) -> None:
-        """Stop waiting for ``run``; the last caller to leave cancels it if it is still going."""
-        run.waiters -= 1
-        if run.waiters > 0:
-            return
-        if not run.task.done():
-            run.task.cancel()
-        if self._runs.get(key) is run:
-            del self._runs[key]
+            run.waiters -= 1
+            if run.waiters == 0:
+                run.task.cancel()
+                if self._runs.get(key) is run:
+                    del self._runs[key]

@@ -12,7 +12,6 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Lifespan
 
 from colima_ref import __version__
-from colima_ref.domain.health import ProbeRuns, RecentReport
 from colima_ref.http import docs
 from colima_ref.http.errors import exception_handlers
 from colima_ref.http.indexed_router import IndexedRouter
@@ -132,9 +131,7 @@ def create_app(
     recorder = metrics or Metrics(name=settings.app_name, version=__version__)
     routes = _routes()
     readiness = Readiness()
-    responses = CachedResponses(
-        near_ttl=settings.response_cache_near_ttl, on_invalidated=recorder.cache_invalidated
-    )
+    responses = CachedResponses(on_invalidated=recorder.cache_invalidated)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -155,10 +152,5 @@ def create_app(
     )
     app.state.readiness = readiness
     app.state.response_cache = responses
-    # Health reports stay in this process: another one may reach the services differently.
-    reports: RecentReport[tuple[int, bytes]] = RecentReport(
-        ttl=health.REPORT_TTL if settings.response_cache_enabled else 0
-    )
-    app.state.probe_runs = ProbeRuns(on_failure=reports.drop)
-    app.state.health_reports = reports
+    app.state.health_checks = health.HealthChecks.from_settings(settings)
     return app

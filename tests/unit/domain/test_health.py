@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from colima_ref.domain.errors import DatabaseConnectionError, VaultUnavailableError
 from colima_ref.domain.health import (
     BUDGET_EXHAUSTED,
-    ProbeRuns,
     RecentReport,
     aggregate,
     check_all,
@@ -245,174 +244,6 @@ async def test_cancelling_the_whole_check_cancels_every_probe() -> None:
     assert all(probe.cancelled for probe in probes.values())
 
 
-class GatedProbe:
-    """Counts its runs; each answers ``answer`` (or raises it) once ``gate`` is set."""
-
-    def __init__(self, answer: ServiceHealth | Exception = HEALTHY) -> None:
-        self.answer = answer
-        self.gate = asyncio.Event()
-        self.runs = 0
-        self.cancelled = False
-
-    async def check(self) -> ServiceHealth:
-        self.runs += 1
-        try:
-            await self.gate.wait()
-        except asyncio.CancelledError:
-            self.cancelled = True
-            raise
-        if isinstance(self.answer, Exception):
-            raise self.answer
-        return self.answer
-
-
-async def test_overlapping_checks_of_one_probe_share_one_run() -> None:
-    probe = GatedProbe()
-    runs = ProbeRuns()
-    checks = [asyncio.create_task(check_one(probe, runs=runs)) for _ in range(5)]
-    await settle()
-
-    probe.gate.set()
-    results = await asyncio.gather(*checks)
-
-    assert probe.runs == 1
-    assert [result.health for result in results] == [HEALTHY] * 5
-    assert len({result.latency_ms for result in results}) == 1, "each reports the run's latency"
-
-
-async def test_overlapping_reports_and_single_checks_share_runs() -> None:
-    postgres, redis = GatedProbe(), GatedProbe()
-    probes: dict[str, HealthProbe] = {"postgres": postgres, "redis": redis}
-    runs = ProbeRuns()
-    reports = [asyncio.create_task(check_all(probes, runs=runs)) for _ in range(3)]
-    single = asyncio.create_task(check_one(redis, runs=runs))
-    await settle()
-
-    postgres.gate.set()
-    redis.gate.set()
-    done = await asyncio.gather(*reports)
-
-    assert (postgres.runs, redis.runs) == (1, 1)
-    assert all(report.status == "healthy" for report in done)
-    assert (await single).latency_ms == done[0].services["redis"].latency_ms
-
-
-async def test_a_failure_of_a_shared_run_is_reported_to_every_check() -> None:
-    probe = GatedProbe(DatabaseConnectionError("MySQL is unreachable"))
-    runs = ProbeRuns()
-    checks = [asyncio.create_task(check_one(probe, runs=runs)) for _ in range(3)]
-    await settle()
-
-    probe.gate.set()
-    results = await asyncio.gather(*checks)
-
-    assert probe.runs == 1
-    assert [result.health.error for result in results] == ["MySQL is unreachable"] * 3
-
-
-async def test_a_timeout_of_a_shared_run_is_reported_to_every_check() -> None:
-    probe = GatedProbe()
-    runs = ProbeRuns()
-
-    results = await asyncio.gather(*(check_one(probe, timeout=0.05, runs=runs) for _ in range(3)))
-
-    assert probe.runs == 1
-    assert probe.cancelled
-    expected = ServiceHealth(healthy=False, error="health check timed out after 0.05 s")
-    assert [result.health for result in results] == [expected] * 3
-
-
-async def test_a_check_that_gives_up_leaves_the_run_to_the_others() -> None:
-    probe = GatedProbe()
-    runs = ProbeRuns()
-    leaving = asyncio.create_task(check_one(probe, runs=runs))
-    staying = asyncio.create_task(check_one(probe, runs=runs))
-    await settle()
-
-    leaving.cancel()
-    await settle()
-    probe.gate.set()
-
-    with pytest.raises(asyncio.CancelledError):
-        await leaving
-    assert (await staying).health == HEALTHY
-    assert not probe.cancelled
-    assert probe.runs == 1
-
-
-async def test_a_run_every_check_gave_up_on_is_cancelled() -> None:
-    probe = GatedProbe()
-    runs = ProbeRuns()
-    checks = [asyncio.create_task(check_one(probe, runs=runs)) for _ in range(2)]
-    await settle()
-
-    for check in checks:
-        check.cancel()
-    await settle()
-
-    assert probe.cancelled
-
-
-async def test_a_check_keeps_its_own_timeout_when_it_joins_a_longer_run() -> None:
-    probe = GatedProbe()
-    runs = ProbeRuns()
-    patient = asyncio.create_task(check_one(probe, timeout=60, runs=runs))
-    await settle()
-
-    hasty = await check_one(probe, timeout=0.05, runs=runs)
-    probe.gate.set()
-
-    assert hasty.health == ServiceHealth(healthy=False, error="health check timed out after 0.05 s")
-    assert (await patient).health == HEALTHY
-    assert probe.runs == 1
-
-
-async def test_the_budget_ends_a_report_that_joined_a_longer_run() -> None:
-    probe = GatedProbe()
-    runs = ProbeRuns()
-    patient = asyncio.create_task(check_one(probe, timeout=60, runs=runs))
-    await settle()
-
-    report = await check_all({"redis": probe}, timeout=60, budget=0.05, runs=runs)
-    probe.gate.set()
-
-    assert report.services["redis"].health == ServiceHealth(healthy=False, error=BUDGET_EXHAUSTED)
-    assert (await patient).health == HEALTHY
-
-
-async def test_a_check_after_a_run_ended_runs_the_probe_again() -> None:
-    """Only runs in flight are shared: a finished answer is never served again."""
-    probe = AnsweringProbe(HEALTHY)
-    calls = 0
-    answer = probe.check
-
-    async def counted() -> ServiceHealth:
-        nonlocal calls
-        calls += 1
-        return await answer()
-
-    probe.check = counted  # type: ignore[method-assign]
-    runs = ProbeRuns()
-
-    await check_one(probe, runs=runs)
-    await check_one(probe, runs=runs)
-    await check_all({"vault": probe}, runs=runs)
-
-    assert calls == 3
-
-
-async def test_a_failed_or_late_check_is_told_and_a_healthy_one_is_not() -> None:
-    told: list[str] = []
-    runs = ProbeRuns(on_failure=lambda: told.append("failure"))
-
-    await check_one(AnsweringProbe(HEALTHY), runs=runs)
-    assert told == []
-    await check_one(RaisingProbe(DatabaseConnectionError("down")), runs=runs)
-    await check_all({"slow": SleepingProbe(1)}, timeout=0.01, runs=runs)
-
-    assert told == ["failure", "failure"]
-
-
 class Clock:
     def __init__(self) -> None:
         self.now = 100.0
@@ -422,22 +253,39 @@ class Clock:
 
 
 class Builder:
-    """Builds numbered reports, each with the breaker states it is told to report."""
+    """Builds numbered reports, each with the breaker states it is told to report; a report
+    with a failure (``failing``) says it is not to be served again."""
 
     def __init__(self) -> None:
         self.built = 0
         self.states: tuple[str, ...] = ("closed",)
         self.gate: asyncio.Event | None = None
+        self.failing = False
 
     def current(self) -> tuple[str, ...]:
         return self.states
 
-    async def build(self) -> tuple[int, tuple[str, ...]]:
+    async def build(self) -> tuple[int, tuple[str, ...] | None]:
         states = self.states
         if self.gate is not None:
             await self.gate.wait()
         self.built += 1
-        return self.built, states
+        return self.built, None if self.failing else states
+
+
+async def test_overlapping_requests_share_one_build() -> None:
+    builder = Builder()
+    builder.gate = asyncio.Event()
+    reports: RecentReport[int] = RecentReport(ttl=0, clock=Clock())
+    overlapping = [
+        asyncio.create_task(reports.get(builder.current, builder.build)) for _ in range(5)
+    ]
+    await settle()
+
+    builder.gate.set()
+
+    assert await asyncio.gather(*overlapping) == [1] * 5
+    assert builder.built == 1
 
 
 async def test_a_recent_report_is_served_again_until_its_ttl_ends() -> None:
@@ -489,3 +337,13 @@ async def test_a_ttl_of_zero_keeps_nothing() -> None:
     served = [await reports.get(builder.current, builder.build) for _ in range(3)]
 
     assert served == [1, 2, 3]
+
+
+async def test_a_report_with_a_failure_is_served_once_and_not_again() -> None:
+    builder = Builder()
+    builder.failing = True
+    reports: RecentReport[int] = RecentReport(ttl=60.0, clock=Clock())
+
+    served = [await reports.get(builder.current, builder.build) for _ in range(2)]
+
+    assert served == [1, 2]

@@ -144,13 +144,16 @@ async def served(bundle: Services, env: dict[str, str]) -> AsyncIterator[httpx2.
             yield client
 
 
-async def test_overlapping_health_requests_share_one_probe_run(services: Services) -> None:
-    """/health/all and /health/postgres in flight together cost PostgreSQL one probe."""
+async def test_overlapping_requests_of_one_endpoint_share_one_probe_run(
+    services: Services,
+) -> None:
+    """Ten /health/postgres and ten /health/all in flight together cost PostgreSQL one probe
+    for each endpoint, not one a request; every answer reports its run's latency."""
     probe = GatedProbe()
     bundle = attrs.evolve(services, probes={**services.probes, "postgres": probe})
 
     async with served(bundle, {}) as client:
-        paths = ["/health/all", "/health/postgres", "/health/all", "/health/postgres"]
+        paths = ["/health/all", "/health/postgres"] * 10
         requests = [asyncio.create_task(client.get(path)) for path in paths]
         # Every request runs until it waits for the probe: in memory nothing else blocks.
         for _ in range(50):
@@ -158,15 +161,28 @@ async def test_overlapping_health_requests_share_one_probe_run(services: Service
         probe.gate.set()
         responses = await asyncio.gather(*requests)
 
-    assert probe.runs == 1
-    assert [response.status_code for response in responses] == [200] * 4
+    assert probe.runs == 2
+    assert [response.status_code for response in responses] == [200] * 20
     latencies = {
-        response.json()["services"]["postgres"]["latency_ms"]
+        (path, response.json()["services"]["postgres"]["latency_ms"])
         if path == "/health/all"
-        else response.json()["latency_ms"]
+        else (path, response.json()["latency_ms"])
         for path, response in zip(paths, responses, strict=True)
     }
-    assert len(latencies) == 1, "each reports the one run's latency"
+    assert len(latencies) == 2, "the answers of each endpoint report one run's latency"
+
+
+async def test_a_single_check_after_the_last_one_ended_probes_again(services: Services) -> None:
+    """Only checks in flight are shared: /health/{service} never serves an older answer."""
+    probe = GatedProbe()
+    probe.gate.set()
+    bundle = attrs.evolve(services, probes={**services.probes, "postgres": probe})
+
+    async with served(bundle, {}) as client:
+        statuses = [(await client.get("/health/postgres")).status_code for _ in range(3)]
+
+    assert statuses == [200] * 3
+    assert probe.runs == 3
 
 
 class OpeningBreaker:

@@ -54,6 +54,19 @@ def test_a_failed_check_shows_at_once_even_right_after_a_healthy_report(
     assert after["status"] == "unhealthy"
 
 
+def test_a_failed_readiness_check_shows_at_once_even_right_after_a_healthy_report(
+    make_client: Any, services: Services
+) -> None:
+    client = make_client(services, {"READINESS_SERVICES": "postgres"})
+    assert _postgres(client)["status"] == "healthy"
+    services.probes["postgres"].failing = True  # type: ignore[attr-defined]
+
+    assert client.get("/health/ready").status_code == 503
+    after = _postgres(client)
+
+    assert after["status"] == "unhealthy"
+
+
 def test_a_breaker_opening_shows_at_once_even_right_after_a_healthy_report(
     make_client: Any,
 ) -> None:

@@ -56,9 +56,7 @@ def cached_services(cache: InMemoryCache) -> Services:
 
 @pytest.fixture
 def cached_client(make_client: Any, cached_services: Services) -> TestClient:
-    # These tests move the shared cache's clock; the near copy in front of it runs on real
-    # time, so it is off here and tested on its own below.
-    client: TestClient = make_client(cached_services, {"RESPONSE_CACHE_NEAR_TTL": "0"})
+    client: TestClient = make_client(cached_services)
     return client
 
 
@@ -116,7 +114,7 @@ async def test_only_200_responses_are_cached(
 def test_a_cache_outage_serves_the_request_uncached(
     make_client: Any, cached_services: Services, cache: InMemoryCache
 ) -> None:
-    client: TestClient = make_client(cached_services, {"RESPONSE_CACHE_NEAR_TTL": "0"})
+    client: TestClient = make_client(cached_services)
     cache.failing = True
 
     responses = [client.get(SECRET) for _ in range(2)]
@@ -210,6 +208,21 @@ def middleware(items: SlowItems, recorded: Recorded) -> ResponseCacheMiddleware:
 Call = Callable[[str], Any]
 
 
+def get_scope(
+    middleware: ResponseCacheMiddleware, services: Services, path: str, query: bytes = b""
+) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "root_path": "",
+        "query_string": query,
+        "headers": [],
+        "app": middleware.app,
+        "state": {"services": services},
+    }
+
+
 async def get_through(
     middleware: ResponseCacheMiddleware, services: Services, path: str, query: bytes = b""
 ) -> tuple[int, str | None, bytes]:
@@ -222,17 +235,7 @@ async def get_through(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": path,
-        "root_path": "",
-        "query_string": query,
-        "headers": [],
-        "app": middleware.app,
-        "state": {"services": services},
-    }
-    await middleware(scope, receive, send)
+    await middleware(get_scope(middleware, services, path, query), receive, send)
     headers = dict(sent[0]["headers"])
     x_cache = headers.get(b"x-cache")
     body = b"".join(m.get("body", b"") for m in sent[1:])
@@ -269,7 +272,6 @@ async def test_a_declared_query_param_keys_its_own_entries_and_junk_none(
         Starlette(routes=[Route("/items/{name}", items.endpoint)]),
         ttls={"/items/{name}": 60},
         query_params={"/items/{name}": ["page"]},
-        near_ttl=0,
     )
     for query in (b"page=1", b"page=1&junk=a", b"junk=b&page=1", b"page=2", b"page=2&x="):
         await get_through(middleware, cached_services, "/items/a", query)
@@ -338,44 +340,85 @@ def test_hits_and_misses_are_counted_by_route_template(cached_client: TestClient
     assert _sample(cached_client, "cache_misses_total", labels) == 2
 
 
-async def test_a_repeated_hit_is_served_from_process_memory_without_the_cache(
-    call: Call, cache: InMemoryCache, items: SlowItems, recorded: Recorded
+async def test_a_hit_is_only_what_the_shared_cache_holds(
+    call: Call, cache: InMemoryCache, items: SlowItems
 ) -> None:
+    """No process keeps a copy of its own: another process's invalidation shows at once, and
+    during a cache outage every answer is computed afresh."""
     await call("/items/a")
-    cache.failing = True  # any round trip to the shared cache would now miss
-
-    status, x_cache, body = await call("/items/a")
-
-    assert (status, x_cache, items.calls) == (200, "HIT", 1)
-    assert b'"call":1' in body
-    assert recorded.hits == ["/items/{name}"]
-
-
-async def test_without_a_near_copy_every_hit_asks_the_cache(
-    items: SlowItems, cache: InMemoryCache, cached_services: Services
-) -> None:
-    middleware = ResponseCacheMiddleware(
-        Starlette(routes=[Route("/items/{name}", items.endpoint)]),
-        ttls={"/items/{name}": 60},
-        near_ttl=0,
-    )
-    await get_through(middleware, cached_services, "/items/a")
     cache.failing = True
-    await get_through(middleware, cached_services, "/items/a")
 
-    assert items.calls == 2
+    answers = [await call("/items/a") for _ in range(2)]
+
+    assert [x_cache for _, x_cache, _ in answers] == ["MISS", "MISS"]
+    assert items.calls == 3
 
 
-def test_a_near_hit_carries_the_same_headers_as_a_shared_hit(make_client: Any) -> None:
+def test_a_hit_carries_its_content_type_and_length_and_the_request_id(
+    make_client: Any,
+) -> None:
     client: TestClient = make_client(memory.services())
     client.get(SECRET)
 
-    shared_or_near = [client.get(SECRET) for _ in range(2)]
+    hit = client.get(SECRET)
 
-    assert [r.headers["X-Cache"] for r in shared_or_near] == ["HIT", "HIT"]
-    assert [r.headers["content-type"] for r in shared_or_near] == ["application/json"] * 2
-    assert all(r.headers["content-length"] == str(len(r.content)) for r in shared_or_near)
-    assert all("x-request-id" in r.headers for r in shared_or_near)
+    assert hit.headers["X-Cache"] == "HIT"
+    assert hit.headers["content-type"] == "application/json"
+    assert hit.headers["content-length"] == str(len(hit.content))
+    assert "x-request-id" in hit.headers
+
+
+async def test_overlapping_misses_answered_with_an_error_each_get_their_own(
+    cached_services: Services, recorded: Recorded
+) -> None:
+    """An error body names its request, so it is never handed to another one."""
+    calls = 0
+
+    async def failing(request: Request) -> JSONResponse:
+        nonlocal calls
+        calls += 1
+        number = calls
+        await asyncio.sleep(0.05)
+        return JSONResponse({"call": number}, status_code=503)
+
+    middleware = ResponseCacheMiddleware(
+        Starlette(routes=[Route("/items/{name}", failing)]),
+        ttls={"/items/{name}": 60},
+        on_hit=recorded.hits.append,
+        on_miss=recorded.misses.append,
+    )
+
+    answers = await asyncio.gather(
+        *(get_through(middleware, cached_services, "/items/a") for _ in range(3))
+    )
+
+    assert sorted(body for _, _, body in answers) == [b'{"call":1}', b'{"call":2}', b'{"call":3}']
+    assert {(status, x_cache) for status, x_cache, _ in answers} == {(503, "MISS")}
+    assert (recorded.hits, len(recorded.misses)) == ([], 3)
+
+
+async def test_the_request_whose_miss_raised_gets_the_500_and_the_exception(
+    cached_services: Services,
+) -> None:
+    async def broken(request: Request) -> JSONResponse:
+        raise RuntimeError("a bug")
+
+    middleware = ResponseCacheMiddleware(
+        Starlette(routes=[Route("/items/{name}", broken)]), ttls={"/items/{name}": 60}
+    )
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        await middleware(get_scope(middleware, cached_services, "/items/a"), receive, send)
+
+    assert sent[0]["status"] == 500
+    assert dict(sent[0]["headers"])[b"x-cache"] == b"MISS"
 
 
 def test_the_app_drops_cached_vault_answers_on_request_and_counts_the_pattern(
@@ -384,7 +427,7 @@ def test_the_app_drops_cached_vault_answers_on_request_and_counts_the_pattern(
     services = memory.services()
     client: TestClient = make_client(services)
     client.get(SECRET)
-    assert client.get(SECRET).headers["X-Cache"] == "HIT"  # now near and shared
+    assert client.get(SECRET).headers["X-Cache"] == "HIT"
     store = services.secrets
     assert isinstance(store, InMemorySecretStore)
     store.put("postgres", {"user": "app_v2", "password": "rotated", "host": "db2"})

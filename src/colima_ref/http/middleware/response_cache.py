@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -23,7 +23,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colima_ref.domain.errors import OperationTimeoutError, ServiceUnavailableError
-from colima_ref.http.middleware.near_cache import NEAR_TTL, NearCache
+from colima_ref.domain.shared_runs import SharedRuns
 from colima_ref.http.route_match import match_route
 from colima_ref.ports.cache import Cache
 
@@ -105,7 +105,7 @@ class CachedResponse:
         return cls(content_type if isinstance(content_type, str) else None, cached["body"].encode())
 
     async def replay(self, send: Send) -> None:
-        """Send this response as a HIT. Raw messages: a Response object per hit cost ~3 us."""
+        """Send this response as a HIT."""
         # A fresh list: a layer outside may edit the headers of the message in place.
         await send({"type": "http.response.start", "status": 200, "headers": list(self._headers)})
         await send({"type": "http.response.body", "body": self.body})
@@ -115,20 +115,12 @@ class CachedResponse:
 class CachedResponses:
     """The answers the response cache keeps, as the app drops them: ``app.state.response_cache``.
 
-    They live in two places: the shared cache (the services' ``cache``, bound while the app's
-    lifespan runs) and this process's near copies, kept ``near_ttl`` seconds (none at 0).
-    ``invalidate`` empties both of what matches.
+    They live in the shared cache (the services' ``cache``, bound while the app's lifespan runs).
     """
 
-    near_ttl: float = NEAR_TTL
     on_invalidated: Callable[[str], None] = _ignore
-    near: NearCache[CachedResponse] | None = attrs.field(init=False)
     _cache: Cache | None = attrs.field(default=None, init=False, repr=False)
     _pending: set[asyncio.Task[int]] = attrs.field(factory=set, init=False, repr=False)
-
-    @near.default
-    def _near_copies(self) -> NearCache[CachedResponse] | None:
-        return NearCache(ttl=self.near_ttl) if self.near_ttl > 0 else None
 
     def bind(self, cache: Cache) -> None:
         """Use ``cache`` as the shared cache from now on (the lifespan binds the services' one)."""
@@ -143,12 +135,9 @@ class CachedResponses:
     async def invalidate(self, pattern: str) -> int:
         """Delete the cached responses whose keys match the glob ``pattern`` (``cache:/health/*``).
 
-        Returns how many went from the bound shared cache; 0 when it is down or none is bound,
-        since what it holds then expires anyway. This process's near copies go in any case.
-        Counted by pattern when the shared cache took the deletion.
+        Returns how many went; 0 when the shared cache is down or none is bound, since what it
+        holds then expires anyway. Counted by pattern when the shared cache took the deletion.
         """
-        if self.near is not None:
-            self.near.discard_matching(pattern)
         shared = self._cache
         if shared is None:
             return 0
@@ -170,21 +159,56 @@ class CachedResponses:
         task.add_done_callback(self._pending.discard)
 
 
+@attrs.frozen
+class _Computed:
+    """What the app answered the request ``computed_for``: the messages it sent (and the
+    exception it raised), and the response hits may replay (None: nothing to share)."""
+
+    computed_for: Scope
+    messages: Sequence[Message]
+    shared: CachedResponse | None
+    error: Exception | None = None
+
+
+@attrs.define
+class _Recorder:
+    """Keeps what the app sends, marked as a MISS."""
+
+    messages: list[Message] = attrs.Factory(list)
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            MutableHeaders(scope=message)[CACHE_HEADER] = "MISS"
+        self.messages.append(message)
+
+    def cacheable(self) -> CachedResponse | None:
+        """The response to cache: a whole 200 of at most MAX_CACHED_BODY bytes of UTF-8."""
+        if not self.messages or self.messages[0].get("status") != 200:
+            return None
+        body = b"".join(message.get("body", b"") for message in self.messages[1:])
+        if len(body) > MAX_CACHED_BODY:
+            return None
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        content_type = MutableHeaders(scope=self.messages[0]).get("content-type")
+        return CachedResponse(content_type, body)
+
+
 class ResponseCacheMiddleware:
     """Serves GETs of the routes in ``ttls`` from the cache, and caches their 200 answers.
 
     What is cached is the body the endpoint sent, so a secret is stored only as masked as
-    the client saw it. Concurrent misses of one key wait for one computation (single flight).
+    the client saw it. Misses of one key that overlap share one computation (`SharedRuns`):
+    the request that started it gets the app's answer as a MISS, the others get it as a HIT,
+    or ask the app themselves when it is not cacheable (an error names its own request). The
+    answer is buffered whole before it is sent, as cached routes answer small JSON bodies.
     A cache that fails or is slow is treated as a miss and the answer is served uncached.
     Responses of cached routes carry ``X-Cache: HIT`` or ``MISS``. The cache is the
     ``services.cache`` of the app's lifespan state. ``query_params`` names the query parameters
     a cached route's answer depends on (none when it is not listed); only they are in its key.
-
-    In front of it, each process keeps what it served for up to ``near_ttl`` seconds
-    (`NearCache`): a hit then costs no round trip to the cache, and another process's
-    invalidation reaches this one at most ``near_ttl`` later. ``near_ttl=0`` turns that off.
-    Given ``responses``, the middleware keeps its near copies there (``near_ttl`` and
-    ``on_invalidated`` are then theirs), so that the app can invalidate what it serves.
+    Given ``responses``, invalidations are counted through its ``on_invalidated``.
     """
 
     def __init__(
@@ -193,7 +217,6 @@ class ResponseCacheMiddleware:
         *,
         ttls: Mapping[str, int] = DEFAULT_TTLS,
         query_params: Mapping[str, Collection[str]] | None = None,
-        near_ttl: float = NEAR_TTL,
         on_hit: Callable[[str], None] = _ignore,
         on_miss: Callable[[str], None] = _ignore,
         on_invalidated: Callable[[str], None] = _ignore,
@@ -206,9 +229,8 @@ class ResponseCacheMiddleware:
         }
         self.on_hit = on_hit
         self.on_miss = on_miss
-        self.responses = responses or CachedResponses(near_ttl, on_invalidated)
-        self._near = self.responses.near
-        self._in_flight: dict[str, asyncio.Future[CachedResponse | None]] = {}
+        self.responses = responses or CachedResponses(on_invalidated)
+        self._misses: SharedRuns[str, _Computed] = SharedRuns()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET":
@@ -225,77 +247,40 @@ class ResponseCacheMiddleware:
             scope.get("query_string", b""),
             self.query_params.get(template, ()),
         )
-        near = self._near.get(key) if self._near is not None else None
-        if near is not None:
-            self.on_hit(template)
-            await near.replay(send)
-            return
-
-        leader = self._in_flight.get(key)
-        if leader is not None:
-            cached = await asyncio.shield(leader)
-            if cached is not None:
-                self.on_hit(template)
-                await cached.replay(send)
-                return
-            # The leader got no cacheable answer, so this request asks for itself.
-            self.on_miss(template)
-            await self.app(scope, receive, _marking(send, "MISS"))
-            return
-
         cache: Cache = scope["state"]["services"].cache
-        future: asyncio.Future[CachedResponse | None] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = future
-        try:
-            cached = await self._get(cache, key)
+        cached = await self._get(cache, key)
+        if cached is None:
+            computed = await self._misses.call(key, self._compute, cache, key, ttl, scope, receive)
+            if computed.computed_for is scope:
+                self.on_miss(template)
+                for message in computed.messages:
+                    await send(message)
+                if computed.error is not None:
+                    raise computed.error
+                return
+            cached = computed.shared
             if cached is None:
                 self.on_miss(template)
-                cached = await self._compute(scope, receive, send)
-                if cached is not None and await self._set(cache, key, cached, ttl):
-                    self._keep_near(key, cached, ttl)
-            else:
-                self.on_hit(template)
-                await cached.replay(send)
-                self._keep_near(key, cached, ttl)
-            future.set_result(cached)
-        finally:
-            del self._in_flight[key]
-            if not future.done():
-                future.set_result(None)
+                await self.app(scope, receive, _marking(send, "MISS"))
+                return
+        self.on_hit(template)
+        await cached.replay(send)
 
-    async def _compute(self, scope: Scope, receive: Receive, send: Send) -> CachedResponse | None:
-        status = 0
-        content_type: str | None = None
-        chunks: list[bytes] = []
-        size = 0
-
-        async def capturing_send(message: Message) -> None:
-            nonlocal status, content_type, size
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = MutableHeaders(scope=message)
-                content_type = headers.get("content-type")
-                headers[CACHE_HEADER] = "MISS"
-            elif message["type"] == "http.response.body" and status == 200:
-                body: bytes = message.get("body", b"")
-                size += len(body)
-                if size <= MAX_CACHED_BODY:
-                    chunks.append(body)
-            await send(message)
-
-        await self.app(scope, receive, capturing_send)
-        if status != 200 or size > MAX_CACHED_BODY:
-            return None
-        body = b"".join(chunks)
+    async def _compute(
+        self, cache: Cache, key: str, ttl: int, scope: Scope, receive: Receive
+    ) -> _Computed:
+        recorder = _Recorder()
         try:
-            body.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        return CachedResponse(content_type, body)
+            await self.app(scope, receive, recorder.send)
+        except Exception as exc:  # noqa: BLE001 - raised again in the request it belongs to
+            return _Computed(scope, recorder.messages, None, exc)
+        cached = recorder.cacheable()
+        if cached is not None:
+            await self._set(cache, key, cached, ttl)
+        return _Computed(scope, recorder.messages, cached)
 
     async def _get(self, cache: Cache, key: str) -> CachedResponse | None:
         try:
-            # asyncio.timeout, not wait_for: wait_for runs the call in a task of its own.
             async with asyncio.timeout(CACHE_CALL_TIMEOUT):
                 entry = await cache.get(key)
         except _OUTAGE as exc:
@@ -306,7 +291,7 @@ class ResponseCacheMiddleware:
         # Not something this middleware wrote: recompute rather than replay it.
         return None if entry is None else CachedResponse.from_stored(entry.value)
 
-    async def _set(self, cache: Cache, key: str, cached: CachedResponse, ttl: int) -> bool:
+    async def _set(self, cache: Cache, key: str, cached: CachedResponse, ttl: int) -> None:
         try:
             async with asyncio.timeout(CACHE_CALL_TIMEOUT):
                 await cache.set(key, cached.stored(), ttl)
@@ -314,13 +299,6 @@ class ResponseCacheMiddleware:
             _log.warning(
                 "response cache unavailable, answer not cached", error_type=type(exc).__name__
             )
-            return False
-        return True
-
-    def _keep_near(self, key: str, cached: CachedResponse, ttl: int) -> None:
-        # Only what the shared cache holds: during its outage every answer is computed afresh.
-        if self._near is not None:
-            self._near.put(key, cached, ttl)
 
 
 def _marking(send: Send, value: str) -> Send:

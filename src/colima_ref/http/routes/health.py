@@ -3,11 +3,12 @@
 ``/health/`` touches nothing (liveness). ``/health/ready`` is 503 while the app starts or drains,
 or while a service named in READINESS_SERVICES is unhealthy. ``/health/all`` and
 ``/health/{service}`` probe the backends; each service's report carries its circuit breaker's
-state under ``circuit_breaker``. Probes bypass the breakers (docs/health.md says why), and
-concurrent checks of one service share one probe run; overlapping ``/health/all`` requests share
-one report, which the process serves again for up to ``REPORT_TTL`` seconds unless a breaker
-has changed state or a check has failed since (`RecentReport`). Never from the shared cache:
-each process reports the services as it reaches them.
+state under ``circuit_breaker``. Probes bypass the breakers (docs/health.md says why).
+
+Each endpoint shares its answers in one place, `HealthChecks`: overlapping requests of one
+endpoint share one run of its probes, and ``/health/all`` serves its last report again for up to
+``REPORT_TTL`` seconds unless a breaker has changed state or a check has failed since. Never
+from the shared cache: each process reports the services as it reaches them.
 """
 
 from __future__ import annotations
@@ -16,22 +17,53 @@ from collections.abc import Hashable, Mapping
 from functools import partial
 from typing import Any
 
+import attrs
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from colima_ref.domain.health import CheckResult, ProbeRuns, RecentReport, check_all, check_one
+from colima_ref.domain.health import (
+    CheckResult,
+    HealthReport,
+    RecentReport,
+    check_all,
+    check_one,
+)
+from colima_ref.domain.shared_runs import SharedRuns
 from colima_ref.http.convert import converter
 from colima_ref.http.json_response import ConstantJSONEndpoint, JSONResponse, render_json
 from colima_ref.http.readiness import readiness
 from colima_ref.http.state import services, settings
 from colima_ref.ports.breakers import BreakerStatus
+from colima_ref.ports.probes import HealthProbe
 from colima_ref.ports.services import SERVICE_NAMES, Services
+from colima_ref.settings import Settings
 
 CHECK_TIMEOUT = 2.0
 CHECK_BUDGET = 3.0
 # Short enough that an outage nothing else notices still shows within REPORT_TTL + CHECK_TIMEOUT.
 REPORT_TTL = 1.0
+
+AllServicesAnswer = tuple[int, bytes]
+
+
+@attrs.define
+class HealthChecks:
+    """What the health endpoints of one app share, one place per endpoint
+    (``app.state.health_checks``), so that a burst of requests costs each backend one probe.
+
+    ``reports`` is ``/health/all``'s last report; ``single`` the ``/health/{service}`` checks
+    in flight, by service; ``ready`` the ``/health/ready`` check in flight.
+    """
+
+    reports: RecentReport[AllServicesAnswer]
+    single: SharedRuns[str, CheckResult] = attrs.field(factory=SharedRuns)
+    ready: SharedRuns[None, HealthReport] = attrs.field(factory=SharedRuns)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HealthChecks:
+        """Reports kept REPORT_TTL seconds with the response cache on, else only shared."""
+        return cls(RecentReport(ttl=REPORT_TTL if settings.response_cache_enabled else 0))
 
 
 # Liveness answers the same bytes every time; orchestrators ask often.
@@ -44,11 +76,11 @@ async def ready(request: Request) -> JSONResponse:
         return JSONResponse({"status": phase}, status_code=503)
     bundle = services(request)
     required = {name: bundle.probes[name] for name in settings(request).readiness_services}
-    report = await check_all(
-        required, timeout=CHECK_TIMEOUT, budget=CHECK_BUDGET, runs=_probe_runs(request)
-    )
+    checks = _checks(request)
+    report = await checks.ready.call(None, _check_all, required)
     if report.status == "healthy":
         return JSONResponse({"status": "ready"})
+    checks.reports.drop()
     down = {
         name: _service_body(result, bundle.breakers.get(name))
         for name, result in report.services.items()
@@ -58,13 +90,9 @@ async def ready(request: Request) -> JSONResponse:
 
 
 async def all_services(request: Request) -> Response:
-    # Concurrent requests share one report, rendered once: under load, per-request aggregation,
-    # breaker snapshots and rendering were most of what /health/all cost over a single check.
-    reports: RecentReport[tuple[int, bytes]] = request.app.state.health_reports
     bundle = services(request)
-    status_code, content = await reports.get(
-        partial(_breaker_states, bundle.breakers),
-        partial(_all_services_body, bundle, _probe_runs(request)),
+    status_code, content = await _checks(request).reports.get(
+        partial(_breaker_states, bundle.breakers), partial(_all_services_body, bundle)
     )
     return Response(content, status_code=status_code, media_type=JSONResponse.media_type)
 
@@ -73,10 +101,12 @@ def _breaker_states(breakers: Mapping[str, BreakerStatus]) -> Hashable:
     return tuple([breaker.snapshot()["state"] for breaker in breakers.values()])
 
 
-async def _all_services_body(
-    bundle: Services, runs: ProbeRuns
-) -> tuple[tuple[int, bytes], Hashable]:
-    report = await check_all(bundle.probes, timeout=CHECK_TIMEOUT, budget=CHECK_BUDGET, runs=runs)
+async def _check_all(probes: Mapping[str, HealthProbe]) -> HealthReport:
+    return await check_all(probes, timeout=CHECK_TIMEOUT, budget=CHECK_BUDGET)
+
+
+async def _all_services_body(bundle: Services) -> tuple[AllServicesAnswer, Hashable | None]:
+    report = await _check_all(bundle.probes)
     body = converter.unstructure(report)
     states = []
     for name, breaker in bundle.breakers.items():
@@ -87,22 +117,26 @@ async def _all_services_body(
     body["backend"] = bundle.backend
     # Degraded still serves traffic, so only a total outage tells load balancers to stay away.
     status_code = 503 if report.status == "unhealthy" else 200
-    return (status_code, render_json(body)), tuple(states)
+    # A report with a failure in it is not served again: the next request checks afresh.
+    built_with = tuple(states) if report.status == "healthy" else None
+    return (status_code, render_json(body)), built_with
 
 
 async def one_service(request: Request, name: str) -> JSONResponse:
     bundle = services(request)
-    result = await check_one(bundle.probes[name], timeout=CHECK_TIMEOUT, runs=_probe_runs(request))
+    checks = _checks(request)
+    result = await checks.single.call(name, check_one, bundle.probes[name], CHECK_TIMEOUT)
+    if not result.health.healthy:
+        checks.reports.drop()
     return JSONResponse(
         _service_body(result, bundle.breakers.get(name)),
         status_code=200 if result.health.healthy else 503,
     )
 
 
-def _probe_runs(request: Request) -> ProbeRuns:
-    # One per app (create_app), so every health endpoint of the app shares its runs.
-    runs: ProbeRuns = request.app.state.probe_runs
-    return runs
+def _checks(request: Request) -> HealthChecks:
+    checks: HealthChecks = request.app.state.health_checks
+    return checks
 
 
 def _service_body(result: CheckResult, breaker: BreakerStatus | None) -> Mapping[str, Any]:
