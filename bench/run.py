@@ -749,7 +749,8 @@ def targets(report: Report) -> Iterator[str]:
     yield ""
     last = report.passes[-1]
     n = len(report.passes)
-    for name in ("/health/", "cache GET", "postgres query", "mysql query", "mongodb query"):
+    backends = ("cache GET", "postgres query", "mysql query", "mongodb query")
+    for name in ("/health/", "vault secret (cached)", *backends):
         if name in last:
             ratios = _pass_ratios(report, name)
             r = _median(ratios)
@@ -760,11 +761,11 @@ def targets(report: Report) -> Iterator[str]:
             )
     vault = "vault secret (cached)"
     if vault in last and "/health/" in last:
+        # Not a target: how close a cached answer comes to the cheapest endpoint there is.
         ratios = [_ratio(rows[vault].ours, rows["/health/"].baseline) for rows in report.passes]
-        r = _median(ratios)
         yield (
-            f"- {vault}: {r:.2f} of bare /health/, median of {n} passes ({_each(ratios)}) "
-            f"(target >= {BACKEND_FLOOR:.2f}): {_verdict(r >= BACKEND_FLOOR)}"
+            f"- {vault} against bare /health/: {_median(ratios):.2f}, median of {n} passes "
+            f"({_each(ratios)})"
         )
     if report.health_all:
         gaps = list(_health_all_gaps(report.health_all))

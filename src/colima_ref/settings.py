@@ -116,10 +116,6 @@ def _number_of_seconds(expected: str, accept: Callable[[float], bool]) -> Callab
 
 
 _seconds = _number_of_seconds("a number of seconds such as 60 or 0.5", lambda s: 0 < s <= 86400)
-# Longer would let a process serve an answer invalidated elsewhere for minutes.
-_near_ttl = _number_of_seconds(
-    "a number of seconds from 0 to 60, such as 1 or 0.5", lambda s: 0 <= s <= 60
-)
 
 
 def _without_spaces(what: str) -> Callable[[str], str]:
@@ -494,12 +490,6 @@ class Settings:
         _bool,
         True,
         "true/false; caches secret bodies, and /health/all for 1 s in each process",
-    )
-    response_cache_near_ttl: float = _env(
-        "RESPONSE_CACHE_NEAR_TTL",
-        _near_ttl,
-        1.0,
-        "seconds a process serves a cached body without Redis; 0 off",
     )
     metrics_enabled: bool = _env(
         "METRICS_ENABLED", _bool, True, "true/false; HTTP request metrics (off for the bench)"

@@ -1,4 +1,4 @@
-"""CIRCUIT_BREAKER_*, READINESS_SERVICES and RESPONSE_CACHE_NEAR_TTL: defaults, parsing, and
+"""CIRCUIT_BREAKER_* and READINESS_SERVICES: defaults, parsing, and
 refusals naming the variable."""
 
 from __future__ import annotations
@@ -38,10 +38,6 @@ def test_breaker_limits_and_readiness_services_are_read_from_the_environment() -
         ("CIRCUIT_BREAKER_RESET_TIMEOUT", "nan"),
         ("CIRCUIT_BREAKER_RESET_TIMEOUT", "1m"),
         ("READINESS_SERVICES", "postgres,elasticsearch"),
-        ("RESPONSE_CACHE_NEAR_TTL", "-1"),
-        ("RESPONSE_CACHE_NEAR_TTL", "61"),
-        ("RESPONSE_CACHE_NEAR_TTL", "inf"),
-        ("RESPONSE_CACHE_NEAR_TTL", "1s"),
     ],
 )
 def test_a_malformed_value_is_refused_naming_the_variable(variable: str, value: str) -> None:
@@ -49,9 +45,3 @@ def test_a_malformed_value_is_refused_naming_the_variable(variable: str, value: 
         Settings.from_env({variable: value})
 
     assert refused.value.variable == variable
-
-
-def test_the_near_cache_lives_a_second_by_default_and_zero_turns_it_off() -> None:
-    assert Settings.from_env({}).response_cache_near_ttl == 1.0
-    assert Settings.from_env({"RESPONSE_CACHE_NEAR_TTL": "0"}).response_cache_near_ttl == 0.0
-    assert Settings.from_env({"RESPONSE_CACHE_NEAR_TTL": "2.5"}).response_cache_near_ttl == 2.5
