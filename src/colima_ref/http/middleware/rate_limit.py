@@ -28,11 +28,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from colima_ref.http.client_ip import IPNetwork, client_ip
 from colima_ref.http.errors import error_response
 from colima_ref.http.middleware.moving_window import MovingWindowMemoryStorage
-from colima_ref.http.response_headers import RawHeaders, add_response_headers
 from colima_ref.http.route_match import match_route
 from colima_ref.settings import RateLimitSettings
 
 STORAGE_ERROR_LOG_INTERVAL = 60.0  # seconds
+
+RawHeaders = list[tuple[bytes, bytes]]
 
 _STRATEGIES: dict[str, type[RateLimiter]] = {
     "moving-window": MovingWindowRateLimiter,
@@ -220,7 +221,7 @@ class RateLimitMiddleware:
             )
             await response(scope, receive, send)
             return
-        await self.app(scope, receive, add_response_headers(scope, send, headers))
+        await self.app(scope, receive, _with_headers(send, headers))
 
     async def _hit(
         self, item: limits.RateLimitItem, client: str, template: str
@@ -247,3 +248,12 @@ class RateLimitMiddleware:
             await send(message)
 
         return send_closing
+
+
+def _with_headers(send: Send, headers: RawHeaders) -> Send:
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), *headers]
+        await send(message)
+
+    return send_with_headers
