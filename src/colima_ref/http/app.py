@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Lifespan
+from starlette.types import ExceptionHandler
 
 from colima_ref import __version__
 from colima_ref.http import docs
 from colima_ref.http.errors import exception_handlers
-from colima_ref.http.indexed_router import IndexedRouter
 from colima_ref.http.middleware.cors import cors_middleware
 from colima_ref.http.middleware.rate_limit import RateLimitMiddleware
-from colima_ref.http.middleware.request_context import (
-    RequestContextMiddleware,
-    noting_error_types,
-)
+from colima_ref.http.middleware.request_context import RequestContextMiddleware
 from colima_ref.http.middleware.request_validation import RequestValidationMiddleware
 from colima_ref.http.middleware.response_cache import CachedResponses, ResponseCacheMiddleware
 from colima_ref.http.readiness import Readiness
@@ -30,40 +27,20 @@ from colima_ref.ports.services import Services
 from colima_ref.settings import Settings
 
 
-class _OutermostMiddlewareStarlette(Starlette):
-    """A Starlette whose middleware wraps its ServerErrorMiddleware instead of sitting inside it.
-
-    Starlette puts user middleware inside ServerErrorMiddleware, so a 500 would skip them: no
-    X-Request-ID header, no log line, no metric. Ours see every response, the 500 included.
-    Its router is an `IndexedRouter`: it goes straight to the route the middleware found.
-    """
-
-    def __init__(
-        self,
-        *,
-        outermost: Sequence[Middleware],
-        routes: Sequence[BaseRoute],
-        lifespan: Lifespan[Starlette],
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(routes=routes, lifespan=lifespan, **kwargs)
-        self.outermost = list(outermost)
-        self.router = IndexedRouter(routes, lifespan=lifespan)
-
-    def build_middleware_stack(self) -> ASGIApp:
-        app = super().build_middleware_stack()
-        for cls, args, kwargs in reversed(self.outermost):
-            app = cls(app, *args, **kwargs)
-        return app
-
-
 def _middleware(
-    settings: Settings, metrics: Metrics, responses: CachedResponses
+    settings: Settings,
+    metrics: Metrics,
+    responses: CachedResponses,
+    internal_error: ExceptionHandler,
 ) -> list[Middleware]:
     """The whole middleware stack, outermost first.
 
     Everything sits inside the request context, which also records the HTTP metrics, so that
     its lines and error bodies carry the request id and a 429 or a CORS refusal is counted too.
+    Starlette's own ServerErrorMiddleware sits outside all of these, so its 500 would miss the
+    request id, the CORS and rate-limit headers, the log line and the metrics: the one at the
+    end answers the 500 inside them (Starlette's then sees the response started and only
+    re-raises, for the server to log the traceback).
     """
     stack = [
         Middleware(
@@ -95,6 +72,7 @@ def _middleware(
                 responses=responses,
             )
         )
+    stack.append(Middleware(ServerErrorMiddleware, handler=internal_error))
     return stack
 
 
@@ -129,7 +107,6 @@ def create_app(
     ``await app.state.response_cache.invalidate("cache:/examples/vault/*")``.
     """
     recorder = metrics or Metrics(name=settings.app_name, version=__version__)
-    routes = _routes()
     readiness = Readiness()
     responses = CachedResponses(on_invalidated=recorder.cache_invalidated)
 
@@ -144,10 +121,11 @@ def create_app(
                 readiness.phase = "draining"
                 await responses.close()
 
-    app = _OutermostMiddlewareStarlette(
-        outermost=_middleware(settings, recorder, responses),
-        routes=routes,
-        exception_handlers=noting_error_types(exception_handlers(debug=settings.debug)),
+    handlers = exception_handlers(debug=settings.debug)
+    app = Starlette(
+        routes=_routes(),
+        middleware=_middleware(settings, recorder, responses, handlers[Exception]),
+        exception_handlers=handlers,
         lifespan=lifespan,
     )
     app.state.readiness = readiness

@@ -20,7 +20,7 @@ _JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 def _is_plain_json(value: Any) -> bool:
     """Whether ``value`` is made of dicts with str keys, lists and JSON scalars only: what a
-    probe's info nearly always is, and what needs no unstructuring (a quarter of its cost)."""
+    probe's info nearly always is, and what can go into the body without unstructuring."""
     kind = type(value)
     if kind is dict:
         for key, item in value.items():

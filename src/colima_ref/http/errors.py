@@ -55,7 +55,7 @@ def error_response(
 
 def request_id_of(request: Request) -> str | None:
     """The request id the request-context middleware stored, or None outside of it."""
-    value = request.scope.get("state", {}).get("request_id")
+    value = getattr(request.state, "request_id", None)
     return value if isinstance(value, str) else None
 
 
@@ -72,6 +72,9 @@ def error_name(status_code: int) -> str:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BaseAPIException)
+    # The domain error's name (VaultUnavailableError) for the request log and http_errors_total,
+    # where the status alone would only say ServiceUnavailableError.
+    request.state.error_type = exc.error
     headers = None
     if isinstance(exc, ServiceUnavailableError) and exc.retry_after is not None:
         headers = {"Retry-After": str(exc.retry_after)}
@@ -126,8 +129,9 @@ def _internal_error(*, debug: bool) -> ExceptionHandler:
 def exception_handlers(*, debug: bool) -> dict[Any, ExceptionHandler]:
     """Handlers for ``Starlette(exception_handlers=...)``.
 
-    ``Exception`` lands in Starlette's ServerErrorMiddleware: a 500 whose traceback is in
-    ``details`` only when ``debug`` is on.
+    ``Exception`` is the 500, whose traceback is in ``details`` only when ``debug`` is on;
+    Starlette hands it to its ServerErrorMiddleware, and ``http/app.py`` to a second one inside
+    the app's middleware.
     """
     return {
         BaseAPIException: _api_error,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
+from colima_ref.domain.models import QueryResult
 from colima_ref.ports.services import Services
 
 PREFLIGHT = {
@@ -41,12 +44,16 @@ def test_a_preflight_from_a_whitelisted_origin_is_allowed_for_ten_minutes(client
     assert response.headers["Access-Control-Allow-Credentials"] == "true"
 
 
-def test_a_preflight_from_an_unknown_origin_is_refused(client: Any) -> None:
+def test_a_preflight_from_an_unknown_origin_is_refused_with_the_uniform_body(
+    client: Any, error_body: Any
+) -> None:
     response = client.options(
         "/examples/messaging/publish", headers={**PREFLIGHT, "Origin": "https://evil.example"}
     )
 
-    assert response.status_code == 400
+    body = error_body(response, 400, "BadRequest")
+    assert body["message"] == "Disallowed CORS origin"
+    assert "Access-Control-Allow-Origin" not in response.headers
 
 
 def test_configured_origins_replace_the_default_whitelist(
@@ -83,6 +90,24 @@ def test_an_error_response_carries_cors_headers_too(make_client: Any, services: 
 
     assert refused.status_code == 429
     assert refused.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+
+
+class BrokenDatabase:
+    async def current_timestamp(self) -> QueryResult:
+        raise RuntimeError("boom")
+
+
+def test_a_500_carries_cors_headers_so_a_browser_can_read_it(
+    make_client: Any, services: Services
+) -> None:
+    client = make_client(attrs.evolve(services, postgres=BrokenDatabase()))
+
+    response = client.get(
+        "/examples/database/postgres/query", headers={"Origin": "http://localhost:3000"}
+    )
+
+    assert response.status_code == 500
+    assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
 
 
 def test_an_answer_without_origin_still_varies_by_origin(client: Any) -> None:
