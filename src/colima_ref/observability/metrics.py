@@ -9,7 +9,8 @@ The counts that move on every request or backend call (``http_requests``,
 observable instruments over dicts kept here, because a synchronous OTel instrument cleans and
 hashes its attributes on every call and a request would pay that four times instead of once (for
 the duration histogram, which has no observable form); the two gauges are observable because the
-OTel API has no public synchronous gauge. Record from the event-loop thread: the counts take no lock.
+OTel API has no public synchronous gauge. Record from the event-loop thread: the counts take no
+lock.
 
 Several uvicorn workers: each process has its own registry and its /metrics shows that process
 only. prometheus_client's multiprocess mode is not reachable through OTel, and a scrape of a port
