@@ -8,7 +8,7 @@ circuit opened, for Retry-After: aiobreaker's own ``opens_at`` compares a ``utcn
 with ``now()``, so it is hours off outside UTC (its refusals use ``utcnow()`` throughout).
 
 While half-open aiobreaker lets every call through, not one trial: the first outage opens the
-circuit again, and a success closes it (tests/unit/adapters/test_aiobreaker_plainly.py).
+circuit again, and a success closes it.
 `ServiceBreaker.state` says ``half-open`` as soon as the timeout has passed, while the metrics
 count that transition when the next call arrives and aiobreaker takes it.
 """
