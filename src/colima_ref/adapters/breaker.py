@@ -1,18 +1,16 @@
 """ServiceBreaker: one circuit breaker per backing service, in our errors and our clock.
 
-aiobreaker counts failures, trips at ``fail_max``, and closes or re-opens after a trial call.
-Two things it gets wrong are done here instead:
+aiobreaker does the breaking: its ``call_async`` counts consecutive outages (an exception
+`counts_as_outage` rejects is ``exclude``d, an answer), opens the circuit at ``fail_max``, refuses
+calls until the reset timeout has passed, then turns half-open when the next call arrives. A
+listener logs and records each transition and failure, and notes on a monotonic clock when the
+circuit opened, for Retry-After: aiobreaker's own ``opens_at`` compares a ``utcnow()`` timestamp
+with ``now()``, so it is hours off outside UTC (its refusals use ``utcnow()`` throughout).
 
-- Timing. Its open-state check and ``opens_at`` mix ``datetime.now()`` with ``utcnow()``, so
-  they are hours off outside UTC. The moment the circuit opened is taken from a monotonic clock
-  in a listener; the open state refuses calls on that clock, and it decides when the trial is due.
-- Half-open. aiobreaker lets every call through while half-open; here one trial runs at a time
-  and concurrent calls are refused until it ends.
-
-OPEN to HALF_OPEN is lazy in aiobreaker: it moves when the first call after the reset timeout
-arrives. `ServiceBreaker.state` reports ``half-open`` as soon as the timeout has elapsed (the
-next call is the trial), while the metrics count the transition, and set the state gauge, when
-that call actually arrives.
+While half-open aiobreaker lets every call through, not one trial: the first outage opens the
+circuit again, and a success closes it.
+`ServiceBreaker.state` says ``half-open`` as soon as the timeout has passed, while the metrics
+count that transition when the next call arrives and aiobreaker takes it.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import Any, Final, Literal, NoReturn, Protocol, TypeVar, TypeVarTuple
+from typing import Any, Final, Literal, Protocol, TypeVar, TypeVarTuple
 
 import aiobreaker
 import attrs
@@ -89,9 +87,9 @@ class ServiceBreaker:
 
     ``fail_max`` consecutive outages (see `counts_as_outage`) open the circuit; calls then raise
     CircuitBreakerError at once, with ``retry_after`` the whole seconds left (at least 1) and
-    ``details["service"]``. After ``reset_timeout`` seconds one trial call goes through: success
-    closes the circuit, an outage opens it for another ``reset_timeout``. Any other exception
-    passes through and counts as an answer, so it resets the failure count.
+    ``details["service"]``. After ``reset_timeout`` seconds calls go through again as trials: a
+    success closes the circuit, an outage opens it for another ``reset_timeout``. Any other
+    exception passes through and counts as an answer, so it resets the failure count.
 
     ``node`` names the one node of the service it guards, when the service has a breaker per
     node (a Redis Cluster): its logs and refusals name that node too.
@@ -104,7 +102,6 @@ class ServiceBreaker:
     clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False)
     node: str | None = None
     _opened_at: float | None = attrs.field(default=None, init=False)
-    _trial_running: bool = attrs.field(default=False, init=False)
     _breaker: Any = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -126,42 +123,21 @@ class ServiceBreaker:
         the circuit counts by that outage, since it did reach the backend.
 
         Raises:
-            CircuitBreakerError: the circuit is open, a trial call is running, or this call
-                was the outage that opened it (chained from that outage).
+            CircuitBreakerError: the circuit is open, or this call was the outage that opened
+                it (chained from that outage).
             Exception: whatever ``fn`` raises, while the circuit stays closed.
         """
         started = time.perf_counter()
         try:
-            result = await self._guarded(fn, *args)
+            try:
+                result: T = await self._breaker.call_async(fn, *args)
+            except aiobreaker.CircuitBreakerError as exc:
+                # Its cause is the outage when this call opened the circuit.
+                raise self._refusal() from exc.__cause__ or exc
         except BaseException as exc:
             self._record(operation, _outcome_of(exc), started)
             raise
         self._record(operation, "success", started)
-        return result
-
-    async def _guarded(self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
-        trial = self._admit()
-        if trial:
-            self._trial_running = True
-        # aiobreaker judges a call by the state it began in, as its own call_async does. It is
-        # only told about failures, and successes that change something: its call_async costs
-        # a dozen Python calls, which on a busy endpoint were a tenth of the adapter's time.
-        state = self._breaker.state
-        try:
-            try:
-                result = await fn(*args)
-            except Exception as exc:
-                # Counts the failure, maybe opens the circuit, and raises.
-                await state.call_async(_reraise, exc)
-                raise
-            if trial or self._breaker.fail_counter:
-                # Closes a half-open circuit, or resets the count of consecutive outages.
-                await state.call_async(_returned, result)
-        except aiobreaker.CircuitBreakerError as exc:
-            raise self._refusal() from exc.__cause__ or exc
-        finally:
-            if trial:
-                self._trial_running = False
         return result
 
     def _record(self, operation: str, outcome: Outcome, started: float) -> None:
@@ -196,21 +172,6 @@ class ServiceBreaker:
             view["retry_after"] = _whole_seconds(self._seconds_left())
         return view
 
-    def _admit(self) -> bool:
-        """Refuse the call if the circuit is open; True when the call is the half-open trial."""
-        current = self._breaker.current_state
-        if current is aiobreaker.CircuitBreakerState.OPEN:
-            if self._seconds_left() > 0:
-                raise self._refusal()
-            # The lazy OPEN -> HALF_OPEN step, taken on our clock rather than aiobreaker's.
-            self._breaker.half_open()
-            current = aiobreaker.CircuitBreakerState.HALF_OPEN
-        if current is aiobreaker.CircuitBreakerState.HALF_OPEN:
-            if self._trial_running:
-                raise self._refusal()
-            return True
-        return False
-
     def _refusal(self) -> errors.CircuitBreakerError:
         details: dict[str, object] = {"state": self.state, "failures": self.failures}
         guarded = self.service
@@ -232,13 +193,14 @@ class ServiceBreaker:
     def _entered(
         self, before: aiobreaker.CircuitBreakerState | None, state: aiobreaker.CircuitBreakerState
     ) -> None:
+        if state is aiobreaker.CircuitBreakerState.OPEN:
+            # Again on every opening: aiobreaker also restarts its timeout when calls that began
+            # while it was closed fail after it opened.
+            self._opened_at = self.clock()
         if before is state:
-            # aiobreaker opens an open circuit again when calls that began while it was closed
-            # fail late: one outage, one opening, and the reset timeout runs from the first.
             return
         transition = _TRANSITIONS[state]
         if state is aiobreaker.CircuitBreakerState.OPEN:
-            self._opened_at = self.clock()
             log.warning("circuit_breaker.opened", **self._names(), retry_after=self.reset_timeout)
         else:
             log.info(f"circuit_breaker.{transition}", **self._names())
@@ -267,14 +229,6 @@ def _outcome_of(exc: BaseException) -> Outcome:
     if isinstance(exc, asyncio.CancelledError):
         return "cancelled"
     return "error"
-
-
-async def _reraise(exc: Exception) -> NoReturn:
-    raise exc
-
-
-async def _returned(value: T) -> T:
-    return value
 
 
 def _whole_seconds(seconds: float) -> int:

@@ -10,8 +10,10 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
+import aiobreaker
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
@@ -32,7 +34,7 @@ from colima_ref.settings import Settings
 
 RESET = 0.2
 # Long enough for the ten requests the full-cycle test makes while the circuit must still be
-# open: on a slow machine they took over 0.2 s (the /metrics renders alone, 20 ms each).
+# open, on a slow machine too (each of them renders /metrics).
 CYCLE_RESET = 1.0
 QUERY = "/examples/database/postgres/query"
 # No response cache, so /health/all shows the breaker as it is now; no rate limit in the way.
@@ -46,8 +48,8 @@ def outage(service: str = "postgres") -> errors.DatabaseConnectionError:
 class Backend:
     """An async backend call that fails with ``error`` (when set) and counts the calls it got."""
 
-    def __init__(self) -> None:
-        self.error: BaseException | None = None
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
         self.calls = 0
 
     async def __call__(self) -> str:
@@ -142,9 +144,11 @@ async def test_a_failed_trial_opens_the_circuit_for_another_full_timeout() -> No
     assert (await database.current_timestamp()).query == "SELECT current_timestamp"
 
 
-async def test_only_one_trial_runs_at_a_time_while_half_open() -> None:
-    breaker = ServiceBreaker("rabbitmq", reset_timeout=RESET)
-    await trip(breaker, Backend())
+async def test_while_half_open_every_call_goes_through_and_each_answer_moves_the_circuit() -> None:
+    """No call waits for another's trial (aiobreaker has no such gate): an outage reopens the
+    circuit, and a success that began while half-open closes it again when it ends."""
+    breaker, backend = ServiceBreaker("rabbitmq", reset_timeout=RESET), Backend()
+    await trip(breaker, backend)
     await asyncio.sleep(RESET + 0.05)
     release = asyncio.Event()
 
@@ -154,12 +158,14 @@ async def test_only_one_trial_runs_at_a_time_while_half_open() -> None:
 
     trial = asyncio.create_task(breaker.call(slow_trial, operation="get"))
     await asyncio.sleep(0)
-    with pytest.raises(errors.CircuitBreakerError) as refused:
-        await breaker.call(Backend(), operation="get")
+    with pytest.raises(errors.CircuitBreakerError) as reopened:
+        await breaker.call(backend, operation="get")
+    assert breaker.state == "open"
     release.set()
 
     assert await trial == "recovered"
-    assert refused.value.retry_after == 1
+    assert backend.calls == 6
+    assert isinstance(reopened.value.__cause__, errors.DatabaseConnectionError)
     assert breaker.state == "closed"
 
 
@@ -317,6 +323,49 @@ async def test_retry_after_and_the_trial_are_right_outside_utc() -> None:
 
     assert refused.value.retry_after == 1
     assert await breaker.call(backend, operation="get") == "answer"
+
+
+# aiobreaker used plainly: what ServiceBreaker accepts (half-open) or works around (Retry-After).
+
+
+async def tripped_aiobreaker(reset: float) -> aiobreaker.CircuitBreaker:
+    breaker = aiobreaker.CircuitBreaker(fail_max=1, timeout_duration=timedelta(seconds=reset))
+    with pytest.raises(aiobreaker.CircuitBreakerError):
+        await breaker.call_async(Backend(error=outage()))
+    return breaker
+
+
+async def test_while_half_open_aiobreaker_lets_every_call_through_not_one_trial() -> None:
+    breaker = await tripped_aiobreaker(RESET)
+    await asyncio.sleep(RESET + 0.05)
+    release = asyncio.Event()
+    reached = 0
+
+    async def slow_answer() -> str:
+        nonlocal reached
+        reached += 1
+        await release.wait()
+        return "answer"
+
+    calls = [asyncio.create_task(breaker.call_async(slow_answer)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    release.set()
+
+    assert await asyncio.gather(*calls) == ["answer"] * 3
+    assert reached == 3
+    assert breaker.current_state is aiobreaker.CircuitBreakerState.CLOSED
+
+
+@pytest.mark.usefixtures("berlin_time")
+async def test_outside_utc_aiobreaker_says_nothing_of_when_it_reopens_but_still_refuses() -> None:
+    """Its ``opens_at`` compares a utcnow() timestamp with now(); its refusal uses utcnow()."""
+    breaker = await tripped_aiobreaker(60)
+
+    with pytest.raises(aiobreaker.CircuitBreakerError) as refused:
+        await breaker.call_async(Backend())
+
+    assert breaker.opens_at is None
+    assert refused.value.reopen_time is None
 
 
 async def test_a_health_probe_neither_trips_nor_waits_for_the_breaker() -> None:

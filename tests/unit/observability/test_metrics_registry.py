@@ -169,3 +169,15 @@ def test_two_recorders_in_one_process_share_nothing(metrics: Metrics) -> None:
     assert samples(metrics)[("cache_hits_total", labels(endpoint="/a"))] == 1
     assert ("cache_hits_total", labels(endpoint="/a")) not in samples(other)
     assert b"cache_hits" not in generate_latest(REGISTRY)
+
+
+def test_dependency_durations_use_second_buckets_from_1_ms_to_10_s(metrics: Metrics) -> None:
+    metrics.dependency_call("redis", "get", "success", 0.0004)
+
+    found = samples(metrics)
+    buckets = "dependency_request_duration_seconds_bucket"
+    bounds = [dict(key)["le"] for (name, key) in found if name == buckets]
+    assert bounds[:3] == ["0.001", "0.0025", "0.005"]
+    assert bounds[-2:] == ["10.0", "+Inf"]
+    first = labels(service="redis", operation="get", le="0.001")
+    assert found[(buckets, first)] == 1
