@@ -10,7 +10,7 @@ from colima_ref.http.state import services
 
 
 class CacheEntryEndpoint(HTTPEndpoint):
-    """One key of the cache; a class so that a 405 lists exactly GET, POST and DELETE."""
+    """One key of the cache: one route for GET, POST and DELETE, so that a 405 lists all three."""
 
     async def get(self, request: Request) -> JSONResponse:
         key = validation.cache_key(request.path_params["key"])
@@ -34,4 +34,8 @@ class CacheEntryEndpoint(HTTPEndpoint):
         return JSONResponse({"key": key, "deleted": deleted, "action": "delete"})
 
 
-routes: list[BaseRoute] = [Route("/examples/cache/{key}", CacheEntryEndpoint)]
+# The methods are named on the route too, so the router answers any other method with a 405
+# before the route's middleware counts it against a rate limit.
+routes: list[BaseRoute] = [
+    Route("/examples/cache/{key}", CacheEntryEndpoint, methods=["GET", "POST", "DELETE"])
+]
