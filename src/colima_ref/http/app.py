@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.errors import ServerErrorMiddleware
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ExceptionHandler
 
 from colima_ref import __version__
 from colima_ref.http import docs
 from colima_ref.http.errors import exception_handlers
 from colima_ref.http.middleware.cors import cors_middleware
-from colima_ref.http.middleware.rate_limit import RateLimitMiddleware
+from colima_ref.http.middleware.in_progress import RequestsInProgressMiddleware
+from colima_ref.http.middleware.rate_limit import RateLimitMiddleware, RateLimits
 from colima_ref.http.middleware.request_context import RequestContextMiddleware
-from colima_ref.http.middleware.request_validation import RequestValidationMiddleware
+from colima_ref.http.middleware.request_validation import (
+    ControlCharacterMiddleware,
+    RequestValidationMiddleware,
+)
 from colima_ref.http.middleware.response_cache import CachedResponses, ResponseCacheMiddleware
 from colima_ref.http.readiness import Readiness
 from colima_ref.http.routes import cache, database, health, messaging, metrics, redis, root, vault
@@ -28,21 +32,18 @@ from colima_ref.settings import Settings
 
 
 def _middleware(
-    settings: Settings,
-    metrics: Metrics,
-    responses: CachedResponses,
-    internal_error: ExceptionHandler,
+    settings: Settings, metrics: Metrics, internal_error: ExceptionHandler
 ) -> list[Middleware]:
-    """The whole middleware stack, outermost first.
+    """The middleware every request passes, before the router picks a route; outermost first.
 
     Everything sits inside the request context, which also records the HTTP metrics, so that
     its lines and error bodies carry the request id and a 429 or a CORS refusal is counted too.
     Starlette's own ServerErrorMiddleware sits outside all of these, so its 500 would miss the
-    request id, the CORS and rate-limit headers, the log line and the metrics: the one at the
-    end answers the 500 inside them (Starlette's then sees the response started and only
-    re-raises, for the server to log the traceback).
+    request id, the CORS headers, the log line and the metrics: the one at the end answers the
+    500 inside them (Starlette's then sees the response started and only re-raises, for the
+    server to log the traceback).
     """
-    stack = [
+    return [
         Middleware(
             RequestContextMiddleware,
             debug=settings.debug,
@@ -51,18 +52,25 @@ def _middleware(
             metrics=metrics if settings.metrics_enabled else None,
         ),
         cors_middleware(settings),
+        Middleware(RequestValidationMiddleware),
+        Middleware(ServerErrorMiddleware, handler=internal_error),
     ]
-    if settings.rate_limit.enabled:
-        stack.append(
-            Middleware(
-                RateLimitMiddleware,
-                settings=settings.rate_limit,
-                trusted_proxies=settings.trusted_proxies,
-                on_limited=metrics.rate_limit_exceeded,
-                on_storage_error=metrics.rate_limit_storage_error,
-            )
-        )
-    stack.append(Middleware(RequestValidationMiddleware))
+
+
+def _route_middleware(
+    settings: Settings,
+    metrics: Metrics,
+    rate_limits: RateLimits | None,
+    responses: CachedResponses,
+) -> list[Middleware]:
+    """The middleware of each route, run once the router has picked it (so each one reads the
+    route's template from ``scope["route"]``); outermost first."""
+    stack = []
+    if settings.metrics_enabled:
+        stack.append(Middleware(RequestsInProgressMiddleware, metrics=metrics))
+    if rate_limits is not None:
+        stack.append(Middleware(RateLimitMiddleware, limits=rate_limits))
+    stack.append(Middleware(ControlCharacterMiddleware))
     if settings.response_cache_enabled:
         stack.append(
             Middleware(
@@ -72,12 +80,27 @@ def _middleware(
                 responses=responses,
             )
         )
-    stack.append(Middleware(ServerErrorMiddleware, handler=internal_error))
     return stack
 
 
-def _routes() -> list[BaseRoute]:
-    return [
+def _with_middleware(route: BaseRoute, middleware: Sequence[Middleware]) -> BaseRoute:
+    """``route`` built again, with ``middleware`` around its endpoint or mounted app."""
+    if isinstance(route, Route):
+        return Route(
+            route.path,
+            route.endpoint,
+            methods=route.methods,
+            name=route.name,
+            include_in_schema=route.include_in_schema,
+            middleware=middleware,
+        )
+    if isinstance(route, Mount):
+        return Mount(route.path, app=route.app, name=route.name, middleware=middleware)
+    raise TypeError(f"no middleware for a {type(route).__name__}")
+
+
+def _routes(middleware: Sequence[Middleware]) -> list[BaseRoute]:
+    routes = [
         *root.routes,
         *health.routes,
         *vault.routes,
@@ -88,6 +111,7 @@ def _routes() -> list[BaseRoute]:
         *metrics.routes,
         *docs.docs_routes(),
     ]
+    return [_with_middleware(route, middleware) for route in routes]
 
 
 def create_app(
@@ -109,6 +133,14 @@ def create_app(
     recorder = metrics or Metrics(name=settings.app_name, version=__version__)
     readiness = Readiness()
     responses = CachedResponses(on_invalidated=recorder.cache_invalidated)
+    rate_limits = None
+    if settings.rate_limit.enabled:
+        rate_limits = RateLimits(
+            settings.rate_limit,
+            trusted_proxies=settings.trusted_proxies,
+            on_limited=recorder.rate_limit_exceeded,
+            on_storage_error=recorder.rate_limit_storage_error,
+        )
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -120,11 +152,13 @@ def create_app(
             finally:
                 readiness.phase = "draining"
                 await responses.close()
+                if rate_limits is not None:
+                    await rate_limits.close()
 
     handlers = exception_handlers(debug=settings.debug)
     app = Starlette(
-        routes=_routes(),
-        middleware=_middleware(settings, recorder, responses, handlers[Exception]),
+        routes=_routes(_route_middleware(settings, recorder, rate_limits, responses)),
+        middleware=_middleware(settings, recorder, handlers[Exception]),
         exception_handlers=handlers,
         lifespan=lifespan,
     )

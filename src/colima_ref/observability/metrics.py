@@ -97,9 +97,12 @@ class RouteMetrics:
         """Count one more request in progress."""
         self._in_progress.add(self._key, 1)
 
-    def finished(self, status_code: int, seconds: float) -> None:
-        """Count a request that `started` as done, with its status and duration."""
+    def stopped(self) -> None:
+        """Count a request that `started` as no longer in progress."""
         self._in_progress.add(self._key, -1)
+
+    def finished(self, status_code: int, seconds: float) -> None:
+        """Count a request as answered, with its status and duration."""
         self._requests.add((*self._key, str(status_code)))
         self._duration.record(seconds, self._attributes)
 

@@ -216,7 +216,7 @@ def test_switched_off_request_metrics_still_serve_the_other_families(
 def test_the_endpoint_label_is_the_template_the_log_line_names(
     client: TestClient, method: str, url: str
 ) -> None:
-    """The template is found before routing; it must be the one the router then picks."""
+    """The log line and the metrics name the route the router picked, or none alike."""
     before = scrape(client)
     with capture_logs() as entries:
         client.request(method, url, follow_redirects=False)

@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
+from structlog.testing import capture_logs
 
 from colima_ref.adapters import memory
 from colima_ref.http.app import create_app
@@ -53,3 +54,15 @@ def test_mounted_routes_keep_the_uniform_error_body_and_request_id() -> None:
         assert response.status_code == 404
         assert response.json()["error"] == "ResourceNotFoundError"
         assert response.json()["request_id"] == response.headers["x-request-id"]
+
+
+def test_mounted_requests_are_logged_under_our_templates_not_the_hosts_mount() -> None:
+    with TestClient(host_app()) as client, capture_logs() as entries:
+        client.get("/reference/examples/vault/secret/postgres")
+        client.get("/reference/no/such/route")
+
+    lines = [entry for entry in entries if entry["event"] == "HTTP request completed"]
+    assert [(line["path"], line["status_code"]) for line in lines] == [
+        ("/examples/vault/secret/{service_name}", 200),
+        ("<unmatched>", 404),
+    ]

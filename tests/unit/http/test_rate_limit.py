@@ -15,6 +15,7 @@ from limits.aio.storage import MemoryStorage
 from limits.errors import StorageError
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
@@ -23,7 +24,7 @@ from structlog.testing import capture_logs
 
 from colima_ref.http.app import create_app
 from colima_ref.http.client_ip import client_ip
-from colima_ref.http.middleware.rate_limit import PolicyTable, RateLimitMiddleware
+from colima_ref.http.middleware.rate_limit import PolicyTable, RateLimitMiddleware, RateLimits
 from colima_ref.ports.services import Services
 from colima_ref.settings import RateLimitSettings, Settings, SettingsError
 
@@ -230,13 +231,13 @@ async def _ok(request: Request) -> PlainTextResponse:
 @pytest.mark.parametrize("strategy", ["sliding-window-counter", "moving-window", "fixed-window"])
 def test_a_storage_outage_fails_open_logs_once_and_counts_every_failure(strategy: str) -> None:
     failures: list[None] = []
-    app = Starlette(routes=[Route("/", _ok)])
-    app.add_middleware(
-        RateLimitMiddleware,
-        settings=RateLimitSettings(default="1/minute", strategy=strategy),
+    rate_limits = RateLimits(
+        RateLimitSettings(default="1/minute", strategy=strategy),
         storage=DownStorage(),
         on_storage_error=lambda: failures.append(None),
     )
+    limited = [Middleware(RateLimitMiddleware, limits=rate_limits)]
+    app = Starlette(routes=[Route("/", _ok, middleware=limited)])
 
     with TestClient(app) as client, capture_logs() as logs:
         statuses = [client.get("/").status_code for _ in range(3)]
@@ -250,12 +251,9 @@ def test_a_storage_outage_fails_open_logs_once_and_counts_every_failure(strategy
 
 def test_every_429_is_reported_with_its_route_template() -> None:
     limited: list[str] = []
-    app = Starlette(routes=[Route("/items/{name}", _ok)])
-    app.add_middleware(
-        RateLimitMiddleware,
-        settings=RateLimitSettings(default="1/minute"),
-        on_limited=limited.append,
-    )
+    rate_limits = RateLimits(RateLimitSettings(default="1/minute"), on_limited=limited.append)
+    middleware = [Middleware(RateLimitMiddleware, limits=rate_limits)]
+    app = Starlette(routes=[Route("/items/{name}", _ok, middleware=middleware)])
 
     with TestClient(app) as client:
         statuses = [client.get(f"/items/{n}").status_code for n in range(3)]
@@ -329,3 +327,34 @@ def test_a_429_is_counted_in_rate_limit_exceeded_total_by_route(
     client.get("/examples/vault/secret/redis-1")
 
     assert _sample(client, "rate_limit_exceeded_total", labels) == 2
+
+
+def test_a_path_no_route_has_or_a_method_it_does_not_take_costs_no_quota(
+    make_client: MakeClient, services: Services
+) -> None:
+    client = make_client(services, {"RATE_LIMIT_DEFAULT": "1/minute"})
+
+    misses = [client.get(f"/no/such/route/{n}") for n in range(3)]
+    wrong = [client.put("/examples/cache/k1") for _ in range(3)]
+
+    assert [r.status_code for r in misses + wrong] == [404] * 3 + [405] * 3
+    assert "X-RateLimit-Limit" not in misses[0].headers
+    assert client.get("/").status_code == 200
+    assert client.get("/examples/cache/k1").status_code == 200
+
+
+def test_a_429_is_logged_and_counted_under_its_route_with_its_request_id(
+    make_client: MakeClient, services: Services
+) -> None:
+    client = make_client(services, {"RATE_LIMIT_DEFAULT": "1/minute"})
+    client.get("/examples/vault/secret/postgres")
+
+    with capture_logs() as entries:
+        refused = client.get("/examples/vault/secret/mysql", headers={"X-Request-ID": "over-1"})
+
+    template = "/examples/vault/secret/{service_name}"
+    [line] = [entry for entry in entries if entry["event"] == "HTTP request completed"]
+    assert (refused.status_code, refused.headers["X-Request-ID"]) == (429, "over-1")
+    assert (line["path"], line["status_code"], line["request_id"]) == (template, 429, "over-1")
+    labels = {"method": "GET", "endpoint": template, "status": "429"}
+    assert _sample(client, "http_requests_total", labels) == 1

@@ -72,6 +72,18 @@ def test_a_declared_length_over_the_limit_is_refused_with_413_at_once(
     error_body(response, 413, "RequestEntityTooLarge")
 
 
+def test_a_path_no_route_has_is_held_to_the_body_limit_too(
+    client: Any, error_body: ErrorBody
+) -> None:
+    response = client.post(
+        "/no/such/route",
+        content=b"{}",
+        headers={"Content-Type": "application/json", "Content-Length": str(MAX_BODY_BYTES + 1)},
+    )
+
+    error_body(response, 413, "RequestEntityTooLarge")
+
+
 @pytest.mark.parametrize("path", ["/health/", "/metrics", PUBLISH])
 def test_header_fields_over_the_head_limit_are_refused_with_431_on_every_route(
     client: Any, error_body: ErrorBody, path: str

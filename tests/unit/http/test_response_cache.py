@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 from starlette.types import Message
@@ -22,6 +23,7 @@ from colima_ref.adapters.memory import InMemorySecretStore
 from colima_ref.adapters.memory.cache import InMemoryCache
 from colima_ref.http.middleware.response_cache import (
     VAULT_RESPONSES,
+    CachedResponses,
     ResponseCacheMiddleware,
     cache_key,
 )
@@ -194,23 +196,34 @@ def items() -> SlowItems:
     return SlowItems()
 
 
+def items_app(
+    endpoint: Callable[[Request], Awaitable[Response]],
+    responses: CachedResponses | None = None,
+    **options: Any,
+) -> Starlette:
+    """An app with one cached route, ``/items/{name}``, built as create_app builds each route."""
+    cached = Middleware(
+        ResponseCacheMiddleware, ttls={"/items/{name}": 60}, responses=responses, **options
+    )
+    return Starlette(routes=[Route("/items/{name}", endpoint, middleware=[cached])])
+
+
 @pytest.fixture
-def middleware(items: SlowItems, recorded: Recorded) -> ResponseCacheMiddleware:
-    return ResponseCacheMiddleware(
-        Starlette(routes=[Route("/items/{name}", items.endpoint)]),
-        ttls={"/items/{name}": 60},
-        on_hit=recorded.hits.append,
-        on_miss=recorded.misses.append,
-        on_invalidated=recorded.invalidated.append,
+def responses(recorded: Recorded) -> CachedResponses:
+    return CachedResponses(on_invalidated=recorded.invalidated.append)
+
+
+@pytest.fixture
+def app(items: SlowItems, recorded: Recorded, responses: CachedResponses) -> Starlette:
+    return items_app(
+        items.endpoint, responses, on_hit=recorded.hits.append, on_miss=recorded.misses.append
     )
 
 
 Call = Callable[[str], Any]
 
 
-def get_scope(
-    middleware: ResponseCacheMiddleware, services: Services, path: str, query: bytes = b""
-) -> dict[str, Any]:
+def get_scope(services: Services, path: str, query: bytes = b"") -> dict[str, Any]:
     return {
         "type": "http",
         "method": "GET",
@@ -218,15 +231,14 @@ def get_scope(
         "root_path": "",
         "query_string": query,
         "headers": [],
-        "app": middleware.app,
         "state": {"services": services},
     }
 
 
 async def get_through(
-    middleware: ResponseCacheMiddleware, services: Services, path: str, query: bytes = b""
+    app: Starlette, services: Services, path: str, query: bytes = b""
 ) -> tuple[int, str | None, bytes]:
-    """GET ``path`` straight through ``middleware``; returns (status, X-Cache, body)."""
+    """GET ``path`` straight through ``app``; returns (status, X-Cache, body)."""
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -235,7 +247,7 @@ async def get_through(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    await middleware(get_scope(middleware, services, path, query), receive, send)
+    await app(get_scope(services, path, query), receive, send)
     headers = dict(sent[0]["headers"])
     x_cache = headers.get(b"x-cache")
     body = b"".join(m.get("body", b"") for m in sent[1:])
@@ -243,9 +255,9 @@ async def get_through(
 
 
 @pytest.fixture
-def call(middleware: ResponseCacheMiddleware, cached_services: Services) -> Callable[[str], Any]:
-    """GET ``path`` straight through the middleware; returns (status, X-Cache, body)."""
-    return functools.partial(get_through, middleware, cached_services)
+def call(app: Starlette, cached_services: Services) -> Callable[[str], Any]:
+    """GET ``path`` straight through the app; returns (status, X-Cache, body)."""
+    return functools.partial(get_through, app, cached_services)
 
 
 async def test_concurrent_misses_for_one_key_compute_once(
@@ -268,13 +280,9 @@ async def test_different_keys_compute_separately(call: Call, items: SlowItems) -
 async def test_a_declared_query_param_keys_its_own_entries_and_junk_none(
     items: SlowItems, cache: InMemoryCache, cached_services: Services
 ) -> None:
-    middleware = ResponseCacheMiddleware(
-        Starlette(routes=[Route("/items/{name}", items.endpoint)]),
-        ttls={"/items/{name}": 60},
-        query_params={"/items/{name}": ["page"]},
-    )
+    app = items_app(items.endpoint, query_params={"/items/{name}": ["page"]})
     for query in (b"page=1", b"page=1&junk=a", b"junk=b&page=1", b"page=2", b"page=2&x="):
-        await get_through(middleware, cached_services, "/items/a", query)
+        await get_through(app, cached_services, "/items/a", query)
 
     assert items.calls == 2
     assert await cache.delete_matching("cache:*") == 2
@@ -282,7 +290,7 @@ async def test_a_declared_query_param_keys_its_own_entries_and_junk_none(
 
 async def test_invalidation_deletes_matching_responses_and_is_counted_by_pattern(
     call: Call,
-    middleware: ResponseCacheMiddleware,
+    responses: CachedResponses,
     cache: InMemoryCache,
     items: SlowItems,
     recorded: Recorded,
@@ -291,8 +299,8 @@ async def test_invalidation_deletes_matching_responses_and_is_counted_by_pattern
     await call("/items/b")
     await cache.set("user-key", "kept")
 
-    middleware.responses.bind(cache)
-    deleted = await middleware.responses.invalidate("cache:/items/*")
+    responses.bind(cache)
+    deleted = await responses.invalidate("cache:/items/*")
     _, x_cache, _ = await call("/items/a")
 
     assert deleted == 2
@@ -303,12 +311,12 @@ async def test_invalidation_deletes_matching_responses_and_is_counted_by_pattern
 
 
 async def test_invalidation_during_a_cache_outage_deletes_nothing_and_does_not_raise(
-    middleware: ResponseCacheMiddleware, cache: InMemoryCache, recorded: Recorded
+    responses: CachedResponses, cache: InMemoryCache, recorded: Recorded
 ) -> None:
-    middleware.responses.bind(cache)
+    responses.bind(cache)
     cache.failing = True
 
-    assert await middleware.responses.invalidate("cache:*") == 0
+    assert await responses.invalidate("cache:*") == 0
     assert recorded.invalidated == []
 
 
@@ -381,15 +389,10 @@ async def test_overlapping_misses_answered_with_an_error_each_get_their_own(
         await asyncio.sleep(0.05)
         return JSONResponse({"call": number}, status_code=503)
 
-    middleware = ResponseCacheMiddleware(
-        Starlette(routes=[Route("/items/{name}", failing)]),
-        ttls={"/items/{name}": 60},
-        on_hit=recorded.hits.append,
-        on_miss=recorded.misses.append,
-    )
+    app = items_app(failing, on_hit=recorded.hits.append, on_miss=recorded.misses.append)
 
     answers = await asyncio.gather(
-        *(get_through(middleware, cached_services, "/items/a") for _ in range(3))
+        *(get_through(app, cached_services, "/items/a") for _ in range(3))
     )
 
     assert sorted(body for _, _, body in answers) == [b'{"call":1}', b'{"call":2}', b'{"call":3}']
@@ -403,9 +406,7 @@ async def test_the_request_whose_miss_raised_gets_the_500_and_the_exception(
     async def broken(request: Request) -> JSONResponse:
         raise RuntimeError("a bug")
 
-    middleware = ResponseCacheMiddleware(
-        Starlette(routes=[Route("/items/{name}", broken)]), ttls={"/items/{name}": 60}
-    )
+    app = items_app(broken)
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -415,10 +416,9 @@ async def test_the_request_whose_miss_raised_gets_the_500_and_the_exception(
         sent.append(message)
 
     with pytest.raises(RuntimeError, match="a bug"):
-        await middleware(get_scope(middleware, cached_services, "/items/a"), receive, send)
+        await app(get_scope(cached_services, "/items/a"), receive, send)
 
     assert sent[0]["status"] == 500
-    assert dict(sent[0]["headers"])[b"x-cache"] == b"MISS"
 
 
 def test_the_app_drops_cached_vault_answers_on_request_and_counts_the_pattern(

@@ -1,4 +1,4 @@
-"""Rate limits per client IP and route template, answered before routing.
+"""Rate limits per client IP and route template, counted by each route's middleware.
 
 A `limits` strategy (RATE_LIMIT_STRATEGY) counts each request in the storage that
 RATE_LIMIT_STORAGE_URL names. Headers: ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset``
@@ -31,7 +31,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colima_ref.http.client_ip import IPNetwork, client_ip
 from colima_ref.http.errors import error_response
-from colima_ref.http.route_match import match_route
 from colima_ref.settings import RateLimitSettings
 
 STORAGE_ERROR_LOG_INTERVAL = 60.0  # seconds
@@ -116,28 +115,27 @@ def _ignore(*_: object) -> None:
     return None
 
 
-class RateLimitMiddleware:
-    """Counts each request against its route's policy; answers 429 once the limit is spent.
+class RateLimits:
+    """What every route's RateLimitMiddleware of one app counts in: the policies, one `limits`
+    strategy and its storage.
 
     When the storage fails the request passes unlimited (fail open): a broken limiter must
     not take the API down. That is logged at most once per ``STORAGE_ERROR_LOG_INTERVAL``
     and reported to ``on_storage_error`` every time. ``on_limited(endpoint)`` is called for
-    every 429. A storage opened here is closed when the app's lifespan shuts down; one
+    every 429. ``close`` (the app's lifespan calls it) lets go of a storage opened here; one
     passed in belongs to the caller.
     """
 
     def __init__(
         self,
-        app: ASGIApp,
-        *,
         settings: RateLimitSettings,
+        *,
         trusted_proxies: Sequence[IPNetwork] = (),
         storage: Storage | None = None,
         on_limited: Callable[[str], None] = _ignore,
         on_storage_error: Callable[[], None] = _ignore,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.app = app
         self.policies = PolicyTable.from_settings(settings)
         self._pool: ConnectionPool | None = None
         if storage is None:
@@ -149,31 +147,58 @@ class RateLimitMiddleware:
         self.clock = clock
         self._last_error_logged = -math.inf
 
+    async def close(self) -> None:
+        """Close the connections of a storage opened here."""
+        if self._pool is not None:
+            await self._pool.aclose()
+
+    def storage_failed(self, exc: StorageError) -> None:
+        self.on_storage_error()
+        now = time.monotonic()
+        if now - self._last_error_logged >= STORAGE_ERROR_LOG_INTERVAL:
+            self._last_error_logged = now
+            _log.warning(
+                "rate limit storage unavailable, requests pass unlimited",
+                error_type=type(exc.storage_error).__name__,
+            )
+
+
+class RateLimitMiddleware:
+    """Route-level middleware: counts each request against its route's policy in ``limits``
+    and answers 429 once the limit is spent.
+
+    The route is the one Starlette's router picked (``scope["route"]``): each route template
+    has its own counter per client, shared by all the paths it matches. A request no route
+    takes never reaches a route's middleware, so a 404 costs no quota.
+    """
+
+    def __init__(self, app: ASGIApp, *, limits: RateLimits) -> None:
+        self.app = app
+        self.limits = limits
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self.app(scope, receive, self._closing_on_shutdown(send))
-            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
-        template, _ = match_route(scope)
-        policy = self.policies.for_route(template)
-        client = client_ip(scope, self.trusted_proxies)
+        shared = self.limits
+        template: str = scope["route"].path
+        policy = shared.policies.for_route(template)
+        client = client_ip(scope, shared.trusted_proxies)
         try:
-            allowed = await self.limiter.hit(policy.item, client, template)
-            stats = await self.limiter.get_window_stats(policy.item, client, template)
+            allowed = await shared.limiter.hit(policy.item, client, template)
+            stats = await shared.limiter.get_window_stats(policy.item, client, template)
         except StorageError as exc:
-            self._storage_failed(exc)
+            shared.storage_failed(exc)
             await self.app(scope, receive, send)
             return
 
-        reset_after = max(0, math.ceil(stats.reset_time - self.clock()))
+        reset_after = max(0, math.ceil(stats.reset_time - shared.clock()))
         headers = policy.headers(stats, reset_after)
         if allowed:
             await self.app(scope, receive, _sending_headers(send, headers))
             return
-        self.on_limited(template)
+        shared.on_limited(template)
         response = error_response(
             scope.get("state", {}).get("request_id"),
             error="RateLimitError",
@@ -187,27 +212,6 @@ class RateLimitMiddleware:
             },
         )
         await response(scope, receive, send)
-
-    def _storage_failed(self, exc: StorageError) -> None:
-        self.on_storage_error()
-        now = time.monotonic()
-        if now - self._last_error_logged >= STORAGE_ERROR_LOG_INTERVAL:
-            self._last_error_logged = now
-            _log.warning(
-                "rate limit storage unavailable, requests pass unlimited",
-                error_type=type(exc.storage_error).__name__,
-            )
-
-    def _closing_on_shutdown(self, send: Send) -> Send:
-        async def send_closing(message: Message) -> None:
-            if self._pool is not None and message["type"] in (
-                "lifespan.shutdown.complete",
-                "lifespan.shutdown.failed",
-            ):
-                await self._pool.aclose()
-            await send(message)
-
-        return send_closing
 
 
 def _sending_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:

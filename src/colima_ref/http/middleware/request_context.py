@@ -1,4 +1,11 @@
-"""Request id, contextvars binding, the one canonical log line and the HTTP metrics per request."""
+"""Request id, contextvars binding, the one canonical log line and the HTTP metrics per request.
+
+This middleware sits outside the router, so it learns the route only after the app returned:
+Starlette's router puts the route it picked in ``scope["route"]``, and the line and the metrics
+name that route's template. A request no route took (a 404, a redirect to the path with or
+without its trailing slash) is named ``UNMATCHED_ROUTE``, so a scan of random paths shares one
+series instead of creating one per path.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +21,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colima_ref.http.client_ip import IPNetwork, client_ip
 from colima_ref.http.errors import error_name
-from colima_ref.http.route_match import match_route
 from colima_ref.observability.metrics import Metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -24,6 +30,7 @@ _HEADER_NAME = REQUEST_ID_HEADER.lower().encode("latin-1")
 # Any other method a client invents would be a new metric series.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"})
 OTHER_METHOD = "OTHER"
+UNMATCHED_ROUTE = "<unmatched>"
 
 # A UUID in its canonical form is 36 characters of this alphabet, so it needs no second rule.
 _ACCEPTABLE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -38,6 +45,24 @@ def request_id_from(scope: Scope) -> str:
                 return candidate
             break
     return str(uuid.uuid4())
+
+
+def method_label(scope: Scope) -> str:
+    """The request's method as a metric label: one of ``KNOWN_METHODS`` or ``OTHER_METHOD``."""
+    method: str = scope["method"]
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
+def route_template(scope: Scope, outer_route: object = None) -> str:
+    """The template of the route the router picked for ``scope``, once the app has returned.
+
+    ``outer_route`` is what ``scope["route"]`` held before this app ran: a host app that mounts
+    ours puts its Mount there, which names no route of ours.
+    """
+    route = scope.get("route")
+    if route is None or route is outer_route:
+        return UNMATCHED_ROUTE
+    return getattr(route, "path", UNMATCHED_ROUTE)
 
 
 def error_type_of(scope: Scope, status_code: int, escaped: BaseException | None) -> str | None:
@@ -55,8 +80,9 @@ def error_type_of(scope: Scope, status_code: int, escaped: BaseException | None)
 class RequestContextMiddleware:
     """Gives every request an id, binds it to structlog's contextvars, echoes it in the
     ``X-Request-ID`` response header, writes one ``HTTP request completed`` line and, given
-    ``metrics``, records ``http_requests_total``, ``http_request_duration_seconds``,
-    ``http_requests_in_progress`` and ``http_errors_total``.
+    ``metrics``, records ``http_requests_total``, ``http_request_duration_seconds`` and
+    ``http_errors_total`` (``http_requests_in_progress`` needs the route before the endpoint
+    runs, so each route counts it: ``in_progress.py``).
 
     The line carries the error type on an error, and the traceback of an unhandled exception
     only when ``debug`` is on. ``log_requests=False`` drops the line. The 500 of an unhandled
@@ -95,14 +121,7 @@ class RequestContextMiddleware:
         # context is a copy, so nothing bound here outlives the request; and a host app that
         # mounts ours keeps what it bound for its own lines.
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        # Before the app runs: the in-progress gauge is counted under it from the start.
-        template, _ = match_route(scope)
-        metrics = self._metrics
-        route = None
-        if metrics is not None:
-            method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
-            route = metrics.http_route(method, template)
-            route.started()
+        outer_route = scope.get("route")
         header_value = request_id.encode("latin-1")
         # Until a response starts, an escaping exception means the client gets a 500.
         status_code = 500
@@ -124,8 +143,10 @@ class RequestContextMiddleware:
         finally:
             seconds = time.perf_counter() - started
             error_type = error_type_of(scope, status_code, escaped)
-            if route is not None and metrics is not None:
-                route.finished(status_code, seconds)
+            template = route_template(scope, outer_route)
+            metrics = self._metrics
+            if metrics is not None:
+                metrics.http_route(method_label(scope), template).finished(status_code, seconds)
                 if error_type is not None:
                     metrics.http_error(error_type, status_code)
             if self._log_requests:

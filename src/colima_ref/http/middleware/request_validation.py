@@ -1,4 +1,9 @@
-"""Request-target, body size and Content-Type rules, enforced before routing."""
+"""Request-target, body size and Content-Type rules.
+
+`RequestValidationMiddleware` runs before routing, so that every path, one no route has
+included, is held to the body limits. `ControlCharacterMiddleware` runs in each route, because
+naming the path parameter that holds a control character takes the route the router picked.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colima_ref.http.errors import error_name, error_response
-from colima_ref.http.route_match import match_route
+from colima_ref.http.json_response import JSONResponse
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 # The HTTP parser refuses a head still unfinished past this many bytes, but parses one that
@@ -84,10 +89,8 @@ def target_problem(scope: Scope) -> tuple[str, str] | None:
     """The field and the rule a request's path or query string breaks, or None.
 
     The ASGI server has already decoded the path, so what it cannot pass on as sent is refused
-    here rather than routed: a control character (Starlette's route patterns end in ``$``,
-    which also matches before a final newline, so ``/health/all%0A`` would be served as
-    ``/health/all``), an encoded slash (``%2F`` would become a separator between path params)
-    and escapes that are not UTF-8 (decoded as U+FFFD, in the query string too).
+    here rather than routed: an encoded slash (``%2F`` would become a separator between path
+    params) and escapes that are not UTF-8 (decoded as U+FFFD, in the query string too).
     """
     raw_path = scope.get("raw_path")
     if raw_path is not None and not (raw_path.isascii() and b"%" not in raw_path):
@@ -95,15 +98,6 @@ def target_problem(scope: Scope) -> tuple[str, str] | None:
             return "path", "path must be percent-encoded UTF-8"
         if _ENCODED_SLASH.search(raw_path):
             return "path", "path must not contain an encoded '/'"
-    path: str = scope["path"]
-    # isprintable() is False for every control character (and for some other characters,
-    # which the search then lets through): one C loop on the common path, no regex.
-    if not path.isprintable() and _CONTROL_CHARACTER.search(path):
-        params = match_route(scope)[1]
-        field = next(
-            (name for name, value in params.items() if _CONTROL_CHARACTER.search(value)), "path"
-        )
-        return field, f"{field} must not contain control characters"
     if not _percent_encoded_utf8(scope.get("query_string", b"")):
         return "query", "query string must be percent-encoded UTF-8"
     return None
@@ -119,6 +113,30 @@ def _content_length(headers: dict[bytes, bytes]) -> int | None:
 def _header_bytes(scope: Scope) -> int:
     # As on the wire: "name: value" and its CRLF.
     return sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
+def control_character_field(scope: Scope) -> str | None:
+    """The path parameter holding a control character, ``path`` when the route's own text
+    matched around one, or None when the path has none."""
+    path: str = scope["path"]
+    # isprintable() is False for every control character (and for some other characters,
+    # which the search then lets through): one C loop on the common path, no regex.
+    if path.isprintable() or _CONTROL_CHARACTER.search(path) is None:
+        return None
+    params = scope.get("path_params", {})
+    return next(
+        (name for name, value in params.items() if _CONTROL_CHARACTER.search(str(value))), "path"
+    )
+
+
+def _refusal(scope: Scope, field: str, rule: str) -> JSONResponse:
+    return error_response(
+        scope.get("state", {}).get("request_id"),
+        error="ValidationError",
+        message=rule,
+        status_code=422,
+        details={"field": field},
+    )
 
 
 async def _refuse_large_head(scope: Scope, receive: Receive, send: Send) -> None:
@@ -191,15 +209,7 @@ class RequestValidationMiddleware:
             return
         target = target_problem(scope)
         if target is not None:
-            field, rule = target
-            refusal = error_response(
-                scope.get("state", {}).get("request_id"),
-                error="ValidationError",
-                message=rule,
-                status_code=422,
-                details={"field": field},
-            )
-            await refusal(scope, receive, send)
+            await _refusal(scope, *target)(scope, receive, send)
             return
         if self._exempt(scope):
             await self.app(scope, receive, send)
@@ -303,3 +313,24 @@ class RequestValidationMiddleware:
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)
+
+
+class ControlCharacterMiddleware:
+    """Route-level middleware: 422 for a path with a control character, naming the path
+    parameter that holds it, else ``path``.
+
+    Starlette's route patterns end in ``$``, which also matches before a final newline, so
+    without this ``/health/all%0A`` would be served as ``/health/all``. A path no route matches
+    gets the router's 404 instead.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        field = control_character_field(scope) if scope["type"] == "http" else None
+        if field is None:
+            await self.app(scope, receive, send)
+            return
+        refusal = _refusal(scope, field, f"{field} must not contain control characters")
+        await refusal(scope, receive, send)

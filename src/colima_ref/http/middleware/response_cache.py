@@ -24,7 +24,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colima_ref.domain.errors import OperationTimeoutError, ServiceUnavailableError
 from colima_ref.domain.shared_runs import SharedRuns
-from colima_ref.http.route_match import match_route
 from colima_ref.ports.cache import Cache
 
 NAMESPACE = "cache:"
@@ -197,7 +196,9 @@ class _Recorder:
 
 
 class ResponseCacheMiddleware:
-    """Serves GETs of the routes in ``ttls`` from the cache, and caches their 200 answers.
+    """Route-level middleware: serves GETs of the routes in ``ttls`` (by the template of the
+    route Starlette's router picked, ``scope["route"]``) from the cache, and caches their 200
+    answers.
 
     What is cached is the body the endpoint sent, so a secret is stored only as masked as
     the client saw it. Misses of one key that overlap share one computation (`SharedRuns`):
@@ -236,14 +237,14 @@ class ResponseCacheMiddleware:
         if scope["type"] != "http" or scope["method"] != "GET":
             await self.app(scope, receive, send)
             return
-        template, path_params = match_route(scope)
+        template: str = scope["route"].path
         ttl = self.ttls.get(template)
         if ttl is None:
             await self.app(scope, receive, send)
             return
         key = cache_key(
             template,
-            path_params,
+            scope["path_params"],
             scope.get("query_string", b""),
             self.query_params.get(template, ()),
         )
