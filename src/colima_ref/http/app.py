@@ -61,7 +61,6 @@ def _route_middleware(
     settings: Settings,
     metrics: Metrics,
     rate_limits: RateLimits | None,
-    responses: CachedResponses,
 ) -> list[Middleware]:
     """The middleware of each route, run once the router has picked it (so each one reads the
     route's template from ``scope["route"]``); outermost first."""
@@ -77,7 +76,6 @@ def _route_middleware(
                 ResponseCacheMiddleware,
                 on_hit=metrics.cache_hit,
                 on_miss=metrics.cache_miss,
-                responses=responses,
             )
         )
     return stack
@@ -157,7 +155,7 @@ def create_app(
 
     handlers = exception_handlers(debug=settings.debug)
     app = Starlette(
-        routes=_routes(_route_middleware(settings, recorder, rate_limits, responses)),
+        routes=_routes(_route_middleware(settings, recorder, rate_limits)),
         middleware=_middleware(settings, recorder, handlers[Exception]),
         exception_handlers=handlers,
         lifespan=lifespan,

@@ -196,15 +196,9 @@ def items() -> SlowItems:
     return SlowItems()
 
 
-def items_app(
-    endpoint: Callable[[Request], Awaitable[Response]],
-    responses: CachedResponses | None = None,
-    **options: Any,
-) -> Starlette:
+def items_app(endpoint: Callable[[Request], Awaitable[Response]], **options: Any) -> Starlette:
     """An app with one cached route, ``/items/{name}``, built as create_app builds each route."""
-    cached = Middleware(
-        ResponseCacheMiddleware, ttls={"/items/{name}": 60}, responses=responses, **options
-    )
+    cached = Middleware(ResponseCacheMiddleware, ttls={"/items/{name}": 60}, **options)
     return Starlette(routes=[Route("/items/{name}", endpoint, middleware=[cached])])
 
 
@@ -214,10 +208,8 @@ def responses(recorded: Recorded) -> CachedResponses:
 
 
 @pytest.fixture
-def app(items: SlowItems, recorded: Recorded, responses: CachedResponses) -> Starlette:
-    return items_app(
-        items.endpoint, responses, on_hit=recorded.hits.append, on_miss=recorded.misses.append
-    )
+def app(items: SlowItems, recorded: Recorded) -> Starlette:
+    return items_app(items.endpoint, on_hit=recorded.hits.append, on_miss=recorded.misses.append)
 
 
 Call = Callable[[str], Any]

@@ -209,7 +209,7 @@ class ResponseCacheMiddleware:
     Responses of cached routes carry ``X-Cache: HIT`` or ``MISS``. The cache is the
     ``services.cache`` of the app's lifespan state. ``query_params`` names the query parameters
     a cached route's answer depends on (none when it is not listed); only they are in its key.
-    Given ``responses``, invalidations are counted through its ``on_invalidated``.
+    What it caches is dropped through `CachedResponses`.
     """
 
     def __init__(
@@ -220,8 +220,6 @@ class ResponseCacheMiddleware:
         query_params: Mapping[str, Collection[str]] | None = None,
         on_hit: Callable[[str], None] = _ignore,
         on_miss: Callable[[str], None] = _ignore,
-        on_invalidated: Callable[[str], None] = _ignore,
-        responses: CachedResponses | None = None,
     ) -> None:
         self.app = app
         self.ttls = dict(ttls)
@@ -230,7 +228,6 @@ class ResponseCacheMiddleware:
         }
         self.on_hit = on_hit
         self.on_miss = on_miss
-        self.responses = responses or CachedResponses(on_invalidated)
         self._misses: SharedRuns[str, _Computed] = SharedRuns()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
