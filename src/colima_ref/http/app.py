@@ -68,7 +68,7 @@ def _route_middleware(
     if settings.metrics_enabled:
         stack.append(Middleware(RequestsInProgressMiddleware, metrics=metrics))
     if rate_limits is not None:
-        stack.append(Middleware(RateLimitMiddleware, limits=rate_limits))
+        stack.append(Middleware(RateLimitMiddleware, rate_limits=rate_limits))
     stack.append(Middleware(ControlCharacterMiddleware))
     if settings.response_cache_enabled:
         stack.append(

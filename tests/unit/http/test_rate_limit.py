@@ -236,7 +236,7 @@ def test_a_storage_outage_fails_open_logs_once_and_counts_every_failure(strategy
         storage=DownStorage(),
         on_storage_error=lambda: failures.append(None),
     )
-    limited = [Middleware(RateLimitMiddleware, limits=rate_limits)]
+    limited = [Middleware(RateLimitMiddleware, rate_limits=rate_limits)]
     app = Starlette(routes=[Route("/", _ok, middleware=limited)])
 
     with TestClient(app) as client, capture_logs() as logs:
@@ -252,7 +252,7 @@ def test_a_storage_outage_fails_open_logs_once_and_counts_every_failure(strategy
 def test_every_429_is_reported_with_its_route_template() -> None:
     limited: list[str] = []
     rate_limits = RateLimits(RateLimitSettings(default="1/minute"), on_limited=limited.append)
-    middleware = [Middleware(RateLimitMiddleware, limits=rate_limits)]
+    middleware = [Middleware(RateLimitMiddleware, rate_limits=rate_limits)]
     app = Starlette(routes=[Route("/items/{name}", _ok, middleware=middleware)])
 
     with TestClient(app) as client:

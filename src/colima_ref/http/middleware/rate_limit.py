@@ -168,20 +168,21 @@ class RateLimitMiddleware:
     and answers 429 once the limit is spent.
 
     The route is the one Starlette's router picked (``scope["route"]``): each route template
-    has its own counter per client, shared by all the paths it matches. A request no route
-    takes never reaches a route's middleware, so a 404 costs no quota.
+    has its own counter per client, shared by all the paths it matches. The router answers a
+    path no route has (404) or a method its route does not take (405) before any route's
+    middleware runs, so neither costs quota.
     """
 
-    def __init__(self, app: ASGIApp, *, limits: RateLimits) -> None:
+    def __init__(self, app: ASGIApp, *, rate_limits: RateLimits) -> None:
         self.app = app
-        self.limits = limits
+        self.rate_limits = rate_limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
-        shared = self.limits
+        shared = self.rate_limits
         template: str = scope["route"].path
         policy = shared.policies.for_route(template)
         client = client_ip(scope, shared.trusted_proxies)
