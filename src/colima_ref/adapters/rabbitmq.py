@@ -221,9 +221,9 @@ class RabbitMqBroker:
         )
 
     async def _round_trip(self, connection: AbstractConnection) -> str:
-        # Opening and closing a channel per check cost two round trips (the slowest check under
-        # load); a kept channel answers a no-op Basic.Qos in one. Concurrent first checks may
-        # each open one: the spares close with their connection.
+        # Opening and closing a channel per check would cost two round trips; a kept channel
+        # answers a no-op Basic.Qos in one. Concurrent first checks may each open one: the
+        # spares close with their connection.
         probe = self._probe
         if probe is None or not probe.usable_on(connection):
             channel = await _channel(connection, publisher_confirms=False)
