@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, NoReturn, TypeVar, Unpack
 
 import attrs
@@ -108,8 +109,7 @@ class RedisConnection:
             raise ValueError("RedisConnection needs at least one node")
 
     @classmethod
-    @asynccontextmanager
-    async def open(
+    def open(
         cls,
         *,
         nodes: Sequence[Address],
@@ -117,25 +117,16 @@ class RedisConnection:
         max_connections: int = 10,
         breakers: NodeBreakers | None = None,
         **options: Unpack[LoginOptions],
-    ) -> AsyncIterator[RedisConnection]:
-        """Yield a connection that builds its client on first use and closes it on exit.
+    ) -> contextlib.aclosing[RedisConnection]:
+        """A connection that builds its client on first use and closes it on exit.
 
         ``nodes`` are ``(host, port)`` pairs: the cluster's seeds, or the one server. Nothing
         is read or connected before the first call, so this succeeds while Redis or the secret
         store is down. ``max_connections`` bounds the pool of each node. A ``breaker`` in
         ``options`` guards the whole service where there are no ``breakers`` per node.
         """
-        connection = cls(
-            nodes,
-            options,
-            len(nodes) > 1 if cluster is None else cluster,
-            max_connections=max_connections,
-            breakers=breakers,
-        )
-        try:
-            yield connection
-        finally:
-            await connection.close()
+        cluster = len(nodes) > 1 if cluster is None else cluster
+        return contextlib.aclosing(cls(nodes, options, cluster, max_connections, breakers))
 
     @classmethod
     def from_settings(
@@ -186,7 +177,7 @@ class RedisConnection:
 
         return await self._run(on_node, operation=operation, node=f"{address[0]}:{address[1]}")
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the client and every connection of every node. The next call builds a new one."""
         await self._login.close()
 
