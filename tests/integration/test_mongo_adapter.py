@@ -335,7 +335,7 @@ async def test_a_missing_secret_is_a_connection_error_naming_the_path(server: Se
 async def test_a_closed_database_connects_again_on_the_next_call(server: Secantus) -> None:
     async with mongo_on(server.port, InMemorySecretStore({"mongodb": server.secret()})) as mongo:
         await mongo.check()
-        await mongo.aclose()
+        await mongo.close()
 
         names = await mongo.collection_names()
 

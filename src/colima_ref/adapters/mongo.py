@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar, Unpack
 
 import attrs
@@ -81,7 +80,8 @@ class MongoDocumentDatabase:
         return Login(service=MONGODB, build=self._build, close_client=_close, **self._options)
 
     @classmethod
-    def open(
+    @contextlib.asynccontextmanager
+    async def open(
         cls,
         *,
         host: str,
@@ -91,20 +91,22 @@ class MongoDocumentDatabase:
         min_size: int = 1,
         max_size: int = 10,
         **options: Unpack[LoginOptions],
-    ) -> contextlib.aclosing[MongoDocumentDatabase]:
-        """A database that connects on first use and closes its client on exit.
+    ) -> AsyncIterator[MongoDocumentDatabase]:
+        """Yield a database that connects on first use and closes its client on exit.
 
         Nothing is read or connected before the first call, so this succeeds while MongoDB or
         the secret store is down.
         """
-        return contextlib.aclosing(
-            cls(host, port, options, auth_source, direct_connection, min_size, max_size)
-        )
+        database = cls(host, port, options, auth_source, direct_connection, min_size, max_size)
+        try:
+            yield database
+        finally:
+            await database.close()
 
     @classmethod
     def from_settings(
         cls, settings: Settings, credentials: CredentialSource, breaker: ServiceBreaker | None
-    ) -> AbstractAsyncContextManager[MongoDocumentDatabase]:
+    ) -> contextlib.AbstractAsyncContextManager[MongoDocumentDatabase]:
         """`open` on ``settings.mongodb``, with the pool size and timeouts of ``backends``."""
         return cls.open(
             host=settings.mongodb.host,
@@ -130,7 +132,7 @@ class MongoDocumentDatabase:
         )
         return ServiceHealth(healthy=True, info={"version": str(info.get("version", "unknown"))})
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Close the client and its pool. The next call would build a new one."""
         await self._login.close()
 

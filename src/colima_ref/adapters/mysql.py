@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
 from typing import Any, NoReturn, Unpack
 
 import asyncmy
@@ -57,7 +57,8 @@ class MySqlDatabase:
         return Login(service=MYSQL, build=self._create, close_client=_close, **self._options)
 
     @classmethod
-    def open(
+    @contextlib.asynccontextmanager
+    async def open(
         cls,
         *,
         host: str,
@@ -65,18 +66,22 @@ class MySqlDatabase:
         min_size: int = 1,
         max_size: int = 10,
         **options: Unpack[LoginOptions],
-    ) -> contextlib.aclosing[MySqlDatabase]:
-        """A database that connects on first use and closes its pool on exit.
+    ) -> AsyncIterator[MySqlDatabase]:
+        """Yield a database that connects on first use and closes its pool on exit.
 
         Nothing is read or connected before the first call, so this succeeds while the server
         or the secret store is down.
         """
-        return contextlib.aclosing(cls(host, port, options, min_size, max_size))
+        database = cls(host, port, options, min_size, max_size)
+        try:
+            yield database
+        finally:
+            await database.close()
 
     @classmethod
     def from_settings(
         cls, settings: Settings, credentials: CredentialSource, breaker: ServiceBreaker | None
-    ) -> AbstractAsyncContextManager[MySqlDatabase]:
+    ) -> contextlib.AbstractAsyncContextManager[MySqlDatabase]:
         """`open` on ``settings.mysql``, with the pool sizes and timeouts of ``backends``."""
         return cls.open(
             host=settings.mysql.host,
@@ -100,7 +105,7 @@ class MySqlDatabase:
         )
         return ServiceHealth(healthy=True, info={"version": str(version)})
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Close the pool and every connection in it. The next call would create a new one."""
         await self._login.close()
 

@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 import math
 import re
-from collections.abc import Awaitable, Callable, Coroutine
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, LiteralString, NoReturn, TypeVar, Unpack
 
 import attrs
@@ -96,7 +95,8 @@ class PostgresDatabase:
         return Login(service=POSTGRES, build=self._build, close_client=_close, **self._options)
 
     @classmethod
-    def open(
+    @contextlib.asynccontextmanager
+    async def open(
         cls,
         *,
         host: str,
@@ -104,18 +104,22 @@ class PostgresDatabase:
         min_size: int = 1,
         max_size: int = 10,
         **options: Unpack[LoginOptions],
-    ) -> contextlib.aclosing[PostgresDatabase]:
-        """A database that connects on first use and closes its pool on exit.
+    ) -> AsyncIterator[PostgresDatabase]:
+        """Yield a database that connects on first use and closes its pool on exit.
 
         Nothing is read or connected before the first call, so this succeeds while PostgreSQL
         or the secret store is down.
         """
-        return contextlib.aclosing(cls(host, port, options, min_size, max_size))
+        database = cls(host, port, options, min_size, max_size)
+        try:
+            yield database
+        finally:
+            await database.close()
 
     @classmethod
     def from_settings(
         cls, settings: Settings, credentials: CredentialSource, breaker: ServiceBreaker | None
-    ) -> AbstractAsyncContextManager[PostgresDatabase]:
+    ) -> contextlib.AbstractAsyncContextManager[PostgresDatabase]:
         """`open` on ``settings.postgres``, with the pool sizes and timeouts of ``backends``."""
         return cls.open(
             host=settings.postgres.host,
@@ -139,7 +143,7 @@ class PostgresDatabase:
         )
         return ServiceHealth(healthy=True, info={"version": " ".join(version.split()[:2])})
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Close the pool and every connection in it. The next call would build a new one."""
         await self._login.close()
 

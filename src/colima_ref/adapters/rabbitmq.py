@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar, Unpack
 
 import aiormq
@@ -118,7 +117,8 @@ class RabbitMqBroker:
         )
 
     @classmethod
-    def open(
+    @contextlib.asynccontextmanager
+    async def open(
         cls,
         *,
         host: str,
@@ -126,18 +126,22 @@ class RabbitMqBroker:
         default_vhost: str = DEFAULT_VHOST,
         heartbeat: int = 60,
         **options: Unpack[LoginOptions],
-    ) -> contextlib.aclosing[RabbitMqBroker]:
-        """A broker that connects on first use and closes its connection on exit.
+    ) -> AsyncIterator[RabbitMqBroker]:
+        """Yield a broker that connects on first use and closes its connection on exit.
 
         Nothing is read or connected before the first call, so this succeeds while RabbitMQ or
         the secret store is down. ``heartbeat`` (seconds) is how soon a silent broker is noticed.
         """
-        return contextlib.aclosing(cls(host, port, options, default_vhost, heartbeat))
+        broker = cls(host, port, options, default_vhost, heartbeat)
+        try:
+            yield broker
+        finally:
+            await broker.close()
 
     @classmethod
     def from_settings(
         cls, settings: Settings, credentials: CredentialSource, breaker: ServiceBreaker | None
-    ) -> AbstractAsyncContextManager[RabbitMqBroker]:
+    ) -> contextlib.AbstractAsyncContextManager[RabbitMqBroker]:
         """`open` on ``settings.rabbitmq`` and its vhost, with the timeouts of ``backends``."""
         return cls.open(
             host=settings.rabbitmq.host,
@@ -168,7 +172,7 @@ class RabbitMqBroker:
         )
         return ServiceHealth(healthy=True, info={"version": version})
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Close the connection and its channels. The next call would open a new one."""
         await self._login.close()
 

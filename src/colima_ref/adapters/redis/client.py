@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, NoReturn, TypeVar, Unpack
 
 import attrs
@@ -109,7 +108,8 @@ class RedisConnection:
             raise ValueError("RedisConnection needs at least one node")
 
     @classmethod
-    def open(
+    @contextlib.asynccontextmanager
+    async def open(
         cls,
         *,
         nodes: Sequence[Address],
@@ -117,8 +117,8 @@ class RedisConnection:
         max_connections: int = 10,
         breakers: NodeBreakers | None = None,
         **options: Unpack[LoginOptions],
-    ) -> contextlib.aclosing[RedisConnection]:
-        """A connection that builds its client on first use and closes it on exit.
+    ) -> AsyncIterator[RedisConnection]:
+        """Yield a connection that builds its client on first use and closes it on exit.
 
         ``nodes`` are ``(host, port)`` pairs: the cluster's seeds, or the one server. Nothing
         is read or connected before the first call, so this succeeds while Redis or the secret
@@ -126,12 +126,16 @@ class RedisConnection:
         ``options`` guards the whole service where there are no ``breakers`` per node.
         """
         cluster = len(nodes) > 1 if cluster is None else cluster
-        return contextlib.aclosing(cls(nodes, options, cluster, max_connections, breakers))
+        connection = cls(nodes, options, cluster, max_connections, breakers)
+        try:
+            yield connection
+        finally:
+            await connection.close()
 
     @classmethod
     def from_settings(
         cls, settings: Settings, credentials: CredentialSource, breakers: NodeBreakers | None
-    ) -> AbstractAsyncContextManager[RedisConnection]:
+    ) -> contextlib.AbstractAsyncContextManager[RedisConnection]:
         """`open` on the seeds of ``settings.redis`` (a cluster when REDIS_NODES names them),
         with the timeouts of ``backends`` and ``redis_pool_max`` connections."""
         return cls.open(
@@ -177,7 +181,7 @@ class RedisConnection:
 
         return await self._run(on_node, operation=operation, node=f"{address[0]}:{address[1]}")
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Close the client and every connection of every node. The next call builds a new one."""
         await self._login.close()
 
