@@ -32,6 +32,7 @@ from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.login import Login, LoginOptions, LoginRefusedError, Service, options_from
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueueInfo, Secret, ServiceHealth
+from colima_ref.domain.shared_runs import SharedRuns
 from colima_ref.settings import Settings
 
 SERVICE = "rabbitmq"
@@ -50,7 +51,7 @@ class _ConfirmChannel:
     channel: AbstractChannel = attrs.field(repr=False)
     declared: set[str] = attrs.field(factory=set)
     # Concurrent first publishes to a queue would each declare it: one round trip is enough.
-    declaring: asyncio.Lock = attrs.field(factory=asyncio.Lock)
+    declaring: SharedRuns[str, None] = attrs.field(factory=SharedRuns)
 
     def usable_on(self, connection: AbstractConnection) -> bool:
         return self.connection is connection and not self.channel.is_closed
@@ -103,7 +104,9 @@ class RabbitMqBroker:
     _heartbeat: int = 60
     _confirms: _ConfirmChannel | None = attrs.field(default=None, init=False, repr=False)
     _probe: _ProbeChannel | None = attrs.field(default=None, init=False, repr=False)
-    _channel_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
+    _openings: SharedRuns[AbstractConnection, _ConfirmChannel] = attrs.field(
+        factory=SharedRuns, init=False, repr=False
+    )
     _login: Login[AbstractConnection] = attrs.field(init=False, repr=False)
 
     @_login.default
@@ -208,10 +211,7 @@ class RabbitMqBroker:
     async def _publish(self, connection: AbstractConnection, queue: str, body: bytes) -> None:
         confirms = await self._confirm_channel(connection)
         if queue not in confirms.declared:
-            async with confirms.declaring:
-                if queue not in confirms.declared:
-                    await confirms.channel.queue_declare(queue, durable=True)
-                    confirms.declared.add(queue)
+            await confirms.declaring.call(queue, _declare, confirms, queue)
         await confirms.channel.basic_publish(
             body,
             routing_key=queue,
@@ -236,12 +236,18 @@ class RabbitMqBroker:
         confirms = self._confirms
         if confirms is not None and confirms.usable_on(connection):
             return confirms
-        async with self._channel_lock:
-            confirms = self._confirms
-            if confirms is None or not confirms.usable_on(connection):
-                channel = await _channel(connection, publisher_confirms=True)
-                confirms = self._confirms = _ConfirmChannel(connection, channel)
-            return confirms
+        # Concurrent first publishes share one channel.
+        return await self._openings.call(connection, self._open_confirms, connection)
+
+    async def _open_confirms(self, connection: AbstractConnection) -> _ConfirmChannel:
+        channel = await _channel(connection, publisher_confirms=True)
+        self._confirms = _ConfirmChannel(connection, channel)
+        return self._confirms
+
+
+async def _declare(confirms: _ConfirmChannel, queue: str) -> None:
+    await confirms.channel.queue_declare(queue, durable=True)
+    confirms.declared.add(queue)
 
 
 def _closed(connection: AbstractConnection) -> bool:
