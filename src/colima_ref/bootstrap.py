@@ -60,7 +60,7 @@ async def _open_live(
     on_rotated: Callable[[str], None] | None,
 ) -> AsyncIterator[Services]:
     # Imported here, not at the top: the drivers behind them (psycopg, pymongo, hvac with
-    # requests, asyncmy, aiormq) hold about 15 MB of a process that the memory backend spares.
+    # requests, asyncmy, aiormq) are megabytes of a process that the memory backend spares.
     from colima_ref.adapters.credentials import CredentialSource
     from colima_ref.adapters.mongo import MongoDocumentDatabase
     from colima_ref.adapters.mysql import MySqlDatabase
@@ -74,93 +74,33 @@ async def _open_live(
     )
     from colima_ref.adapters.vault import VaultSecretStore
 
-    vault, limits = settings.vault, settings.backends
+    policy = settings.circuit_breaker
     breakers = breakers_for(
         [name for name in SERVICE_NAMES if name != "redis"],
-        fail_max=settings.circuit_breaker.fail_max,
-        reset_timeout=settings.circuit_breaker.reset_timeout,
+        fail_max=policy.fail_max,
+        reset_timeout=policy.reset_timeout,
         recorder=recorder,
     )
     # A Redis Cluster fails a node at a time: a breaker per node, the service's state from theirs.
     redis_breakers = NodeBreakers(
-        "redis",
-        fail_max=settings.circuit_breaker.fail_max,
-        reset_timeout=settings.circuit_breaker.reset_timeout,
-        recorder=recorder,
+        "redis", fail_max=policy.fail_max, reset_timeout=policy.reset_timeout, recorder=recorder
     )
     async with AsyncExitStack() as stack:
-        secrets = await stack.enter_async_context(
-            VaultSecretStore.open(
-                addr=vault.addr,
-                token=vault.token,
-                role_id=vault.role_id,
-                secret_id=vault.secret_id,
-                mount=vault.mount,
-                prefix=vault.path_prefix,
-                request_timeout=vault.timeout,
-                operation_timeout=limits.operation_timeout,
-                breaker=breakers["vault"],
-            )
+        opened = stack.enter_async_context
+        secrets = await opened(VaultSecretStore.from_settings(settings, breakers["vault"]))
+        creds = CredentialSource(
+            secrets, ttl=settings.backends.credential_ttl, on_rotated=on_rotated
         )
-        creds = CredentialSource(secrets, ttl=limits.credential_ttl, on_rotated=on_rotated)
         stack.enter_context(hiding_secrets_of(secrets, creds))
-        postgres = await stack.enter_async_context(
-            PostgresDatabase.open(
-                host=settings.postgres.host,
-                port=settings.postgres.port,
-                credentials=creds,
-                connect_timeout=limits.connect_timeout,
-                operation_timeout=limits.operation_timeout,
-                min_size=limits.pool_min,
-                max_size=limits.pool_max,
-                breaker=breakers["postgres"],
-            )
+        postgres = await opened(
+            PostgresDatabase.from_settings(settings, creds, breakers["postgres"])
         )
-        mysql = await stack.enter_async_context(
-            MySqlDatabase.open(
-                host=settings.mysql.host,
-                port=settings.mysql.port,
-                credentials=creds,
-                connect_timeout=limits.connect_timeout,
-                operation_timeout=limits.operation_timeout,
-                min_size=limits.pool_min,
-                max_size=limits.pool_max,
-                breaker=breakers["mysql"],
-            )
+        mysql = await opened(MySqlDatabase.from_settings(settings, creds, breakers["mysql"]))
+        mongodb = await opened(
+            MongoDocumentDatabase.from_settings(settings, creds, breakers["mongodb"])
         )
-        mongodb = await stack.enter_async_context(
-            MongoDocumentDatabase.open(
-                host=settings.mongodb.host,
-                port=settings.mongodb.port,
-                credentials=creds,
-                connect_timeout=limits.connect_timeout,
-                operation_timeout=limits.operation_timeout,
-                max_size=limits.pool_max,
-                breaker=breakers["mongodb"],
-            )
-        )
-        redis = await stack.enter_async_context(
-            RedisConnection.open(
-                nodes=settings.redis.seeds,
-                credentials=creds,
-                cluster=bool(settings.redis.nodes),
-                connect_timeout=limits.connect_timeout,
-                operation_timeout=limits.operation_timeout,
-                max_connections=limits.redis_pool_max,
-                breakers=redis_breakers,
-            )
-        )
-        broker = await stack.enter_async_context(
-            RabbitMqBroker.open(
-                host=settings.rabbitmq.host,
-                port=settings.rabbitmq.port,
-                credentials=creds,
-                default_vhost=settings.rabbitmq_vhost,
-                connect_timeout=limits.connect_timeout,
-                operation_timeout=limits.operation_timeout,
-                breaker=breakers["rabbitmq"],
-            )
-        )
+        redis = await opened(RedisConnection.from_settings(settings, creds, redis_breakers))
+        broker = await opened(RabbitMqBroker.from_settings(settings, creds, breakers["rabbitmq"]))
         cluster = RedisClusterTopology(redis)
         yield Services(
             backend="live",
@@ -211,11 +151,10 @@ async def _serving(
     """`open_services`, with what exists once it is open kept out of the garbage collector's
     full passes until it closes.
 
-    A server process holds ~100,000 objects from imports, clients and pools that live as long
-    as it does. Every full collection walked all of them: under load on the live backend that
-    was about 7 passes a second of 25-45 ms each, the p95 of every endpoint. Frozen (gc.freeze),
-    they are skipped; what requests create is still collected as before. Unfrozen on the way
-    out, so an app built and closed in a longer-lived process (a test) leaks nothing.
+    A server process holds many objects from imports, clients and pools that live as long as it
+    does, and every full collection would walk all of them, pausing requests under load. Frozen
+    (gc.freeze), they are skipped; what requests create is still collected as before. Unfrozen
+    on the way out, so an app built and closed in a longer-lived process (a test) leaks nothing.
     """
     async with open_services(settings, metrics, on_rotated) as services:
         gc.collect()

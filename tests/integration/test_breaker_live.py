@@ -60,7 +60,7 @@ async def database(
 
 
 def breaker_of(database: PostgresDatabase) -> ServiceBreaker:
-    breaker = database._breaker
+    breaker = database._login.breaker
     assert breaker is not None
     return breaker
 

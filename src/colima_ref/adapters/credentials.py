@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import time
 from collections.abc import Callable
 
@@ -11,6 +9,7 @@ import attrs
 
 from colima_ref.domain.masking import is_sensitive
 from colima_ref.domain.models import Secret
+from colima_ref.domain.shared_runs import SharedRuns
 from colima_ref.ports.secrets import SecretStore
 
 
@@ -39,7 +38,11 @@ class CredentialSource:
     _cache: dict[str, _Entry] = attrs.field(factory=dict, init=False, repr=False)
     # A hash per path, not the secret: what is compared outlives the cache entry it came from.
     _fingerprints: dict[str, int] = attrs.field(factory=dict, init=False, repr=False)
-    _flights: dict[str, asyncio.Task[Secret]] = attrs.field(factory=dict, init=False, repr=False)
+    # Bumped by invalidate: a read that began before is handed out but never cached.
+    _generations: dict[str, int] = attrs.field(factory=dict, init=False, repr=False)
+    _reads: SharedRuns[tuple[str, int], Secret] = attrs.field(
+        factory=SharedRuns, init=False, repr=False
+    )
     _secret_values: frozenset[str] = attrs.field(factory=frozenset, init=False, repr=False)
 
     async def get(self, path: str) -> Secret:
@@ -47,50 +50,28 @@ class CredentialSource:
         entry = self._cache.get(path)
         if entry is not None and self._clock() < entry.expires_at:
             return entry.secret
-        flight = self._flights.get(path)
-        if flight is None:
-            flight = asyncio.create_task(self._store.read(path), name=f"credentials:{path}")
-            self._flights[path] = flight
-            flight.add_done_callback(functools.partial(self._landed, path))
-        # Shielded: one caller giving up must not cancel the read the others wait for.
-        return await asyncio.shield(flight)
+        generation = self._generations.get(path, 0)
+        return await self._reads.call((path, generation), self._read, path, generation)
 
     def invalidate(self, path: str) -> None:
         """Forget ``path``, including a read in flight, so the next ``get`` asks the store again."""
         self._cache.pop(path, None)
-        self._flights.pop(path, None)
-
-    def loaded_values(self) -> frozenset[str]:
-        """Every sensitive value now cached, for redacting them from logs."""
-        return frozenset(
-            value
-            for entry in self._cache.values()
-            for key, value in entry.secret.data.items()
-            if value and is_sensitive(key)
-        )
+        self._generations[path] = self._generations.get(path, 0) + 1
 
     def secret_values(self) -> frozenset[str]:
         """Every sensitive value any read returned, rotated ones included, to hide from logs."""
         return self._secret_values
 
-    def _landed(self, path: str, flight: asyncio.Task[Secret]) -> None:
-        current = self._flights.get(path) is flight
-        if current:
-            del self._flights[path]
-        if flight.cancelled():
-            return
-        # Retrieved even when unused, so a failure nobody awaits any more is not reported.
-        failure = flight.exception()
-        if failure is None:
-            secret = flight.result()
-            # Whoever awaits it logs in with it, so logs hide it from now on.
-            loaded = {v for k, v in secret.data.items() if v and is_sensitive(k)}
-            if not loaded <= self._secret_values:
-                self._secret_values |= loaded
-            # A read invalidated while in flight may predate a rotation: hand it out, never keep it.
-            if current:
-                self._cache[path] = _Entry(secret, self._clock() + self.ttl)
-                self._compare(path, secret)
+    async def _read(self, path: str, generation: int) -> Secret:
+        secret = await self._store.read(path)
+        # Whoever awaits it logs in with it, so logs hide it from now on.
+        loaded = {v for k, v in secret.data.items() if v and is_sensitive(k)}
+        if not loaded <= self._secret_values:
+            self._secret_values |= loaded
+        if self._generations.get(path, 0) == generation:
+            self._cache[path] = _Entry(secret, self._clock() + self.ttl)
+            self._compare(path, secret)
+        return secret
 
     def _compare(self, path: str, secret: Secret) -> None:
         fingerprint = hash(frozenset(secret.data.items()))

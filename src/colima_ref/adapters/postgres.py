@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import Any, LiteralString, NoReturn, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, LiteralString, NoReturn, TypeVar, Unpack
 
 import attrs
 import psycopg
@@ -15,14 +15,16 @@ from psycopg.rows import TupleRow
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from colima_ref.adapters.breaker import ServiceBreaker, through
+from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.credentials import CredentialSource
-from colima_ref.adapters.deadline import ADAPTER_DEADLINE, Deadline
+from colima_ref.adapters.login import Login, LoginOptions, LoginRefusedError, Service, options_from
 from colima_ref.domain import errors
-from colima_ref.domain.models import QueryResult, ServiceHealth
+from colima_ref.domain.models import QueryResult, Secret, ServiceHealth
 from colima_ref.domain.shared_runs import SharedRuns
+from colima_ref.settings import Settings
 
 SERVICE = "postgres"
+POSTGRES = Service(SERVICE, "PostgreSQL", errors.DatabaseConnectionError, SERVICE)
 TIMESTAMP_QUERY: LiteralString = "SELECT current_timestamp"
 _VERSION_QUERY: LiteralString = "SELECT version()"
 
@@ -38,9 +40,9 @@ _RECONNECT_WINDOW = 5.0  # seconds
 T = TypeVar("T")
 Connection = psycopg.AsyncConnection[TupleRow]
 
-
-class _LoginRejectedError(Exception):
-    """PostgreSQL refused the credentials: worth one more try with freshly read ones."""
+# Calls given up on at the operation timeout that are still winding down: the event loop keeps
+# only weak references to tasks.
+_winding_down: set[asyncio.Task[Any]] = set()
 
 
 class _StaleConnectionError(Exception):
@@ -60,9 +62,9 @@ class PostgresDatabase:
     """SqlDatabase and HealthProbe on a psycopg ``AsyncConnectionPool``.
 
     The pool is built on first use with the user, password and database read from ``credentials``
-    at ``secret_path``; host and port are ours. When PostgreSQL refuses that login, the credential
-    is invalidated, read again, the pool rebuilt and the call tried once more, so a rotated
-    password is picked up without a restart.
+    at ``secret_path`` (`LoginOptions`); host and port are ours. When PostgreSQL refuses that
+    login, the credential is invalidated, read again, the pool rebuilt and the call tried once
+    more, so a rotated password is picked up without a restart.
 
     A call waits for a pooled connection up to ``operation_timeout``. Until PostgreSQL is seen to
     take a connection (at first, after a pooled connection was found dead, and when the pool
@@ -71,9 +73,9 @@ class PostgresDatabase:
     and one that takes them again is used at once.
 
     Every call raises DatabaseConnectionError when PostgreSQL is unreachable or refuses the
-    login, and TimeoutError (504) when it takes
-    longer than ``operation_timeout``. Errors of the secret store (VaultUnavailableError...) pass
-    through, except a missing secret, which is a DatabaseConnectionError.
+    login, and OperationTimeoutError (504) when it takes longer than ``operation_timeout``.
+    Errors of the secret store (VaultUnavailableError...) pass through, except a missing secret,
+    which is a DatabaseConnectionError.
 
     With a ``breaker``, every call but ``check`` passes through it and raises CircuitBreakerError
     while it is open; a health probe always reaches the server, so recovery shows.
@@ -81,54 +83,51 @@ class PostgresDatabase:
 
     _host: str
     _port: int
-    _credentials: CredentialSource
-    _secret_path: str = SERVICE
-    _connect_timeout: float = 2.0
-    _operation_timeout: float = 5.0
+    _options: LoginOptions = attrs.field(repr=False)
     _min_size: int = 1
     _max_size: int = 10
-    _breaker: ServiceBreaker | None = attrs.field(default=None, repr=False)
-    _current: _Pool | None = attrs.field(default=None, init=False)
     _reachable: bool = attrs.field(default=False, init=False)
     _probes: SharedRuns[str, None] = attrs.field(factory=SharedRuns, init=False, repr=False)
-    _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
-    _deadline: Deadline = attrs.field(default=ADAPTER_DEADLINE, init=False, repr=False)
+    _login: Login[_Pool] = attrs.field(init=False, repr=False)
+
+    @_login.default
+    def _pool_login(self) -> Login[_Pool]:
+        return Login(service=POSTGRES, build=self._build, close_client=_close, **self._options)
 
     @classmethod
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def open(
         cls,
         *,
         host: str,
         port: int,
-        credentials: CredentialSource,
-        secret_path: str = SERVICE,
-        connect_timeout: float = 2.0,
-        operation_timeout: float = 5.0,
         min_size: int = 1,
         max_size: int = 10,
-        breaker: ServiceBreaker | None = None,
+        **options: Unpack[LoginOptions],
     ) -> AsyncIterator[PostgresDatabase]:
         """Yield a database that connects on first use and closes its pool on exit.
 
         Nothing is read or connected before the first call, so this succeeds while PostgreSQL
         or the secret store is down.
         """
-        database = cls(
-            host,
-            port,
-            credentials,
-            secret_path=secret_path,
-            connect_timeout=connect_timeout,
-            operation_timeout=operation_timeout,
-            min_size=min_size,
-            max_size=max_size,
-            breaker=breaker,
-        )
+        database = cls(host, port, options, min_size, max_size)
         try:
             yield database
         finally:
             await database.close()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, credentials: CredentialSource, breaker: ServiceBreaker | None
+    ) -> contextlib.AbstractAsyncContextManager[PostgresDatabase]:
+        """`open` on ``settings.postgres``, with the pool sizes and timeouts of ``backends``."""
+        return cls.open(
+            host=settings.postgres.host,
+            port=settings.postgres.port,
+            min_size=settings.backends.pool_min,
+            max_size=settings.backends.pool_max,
+            **options_from(settings, credentials, breaker),
+        )
 
     async def current_timestamp(self) -> QueryResult:
         """The server's ``current_timestamp`` as PostgreSQL writes it, in UTC."""
@@ -146,48 +145,14 @@ class PostgresDatabase:
 
     async def close(self) -> None:
         """Close the pool and every connection in it. The next call would build a new one."""
-        async with self._lock:
-            if self._current is not None:
-                await self._current.pool.close()
-                self._current = None
+        await self._login.close()
 
     async def _run(
         self, query: Callable[[Connection], Awaitable[T]], *, operation: str, probe: bool = False
     ) -> T:
-        """Every call to PostgreSQL, through the circuit breaker, which records it as
-        ``operation``; a health probe bypasses both."""
-        return await through(
-            None if probe else self._breaker, self._call, query, operation=operation
+        return await self._login.run(
+            lambda pool: _detached(self._attempt(pool, query)), operation=operation, probe=probe
         )
-
-    async def _call(self, query: Callable[[Connection], Awaitable[T]]) -> T:
-        """Run ``query`` on a pooled connection: every call to PostgreSQL passes here."""
-        try:
-            return await self._deadline.run(self._logged_in(query))
-        except TimeoutError as exc:
-            raise errors.OperationTimeoutError(
-                f"PostgreSQL did not answer within {self._operation_timeout:g} s",
-                {"service": SERVICE},
-            ) from exc
-
-    async def _logged_in(self, query: Callable[[Connection], Awaitable[T]]) -> T:
-        pool = await self._pool()
-        try:
-            return await self._attempt(pool, query)
-        except _LoginRejectedError:
-            pool = await self._pool(rejected=pool)
-        try:
-            return await self._attempt(pool, query)
-        except _LoginRejectedError as exc:
-            # Not kept: its pool would go on logging in with the refused password, and
-            # the next call would wait out a checkout before reading the secret again.
-            await self._discard(pool)
-            raise errors.DatabaseConnectionError(
-                "PostgreSQL refused the credentials from the secret store",
-                _cause(exc.__cause__),
-                service=SERVICE,
-                outage=False,
-            ) from exc.__cause__
 
     async def _attempt(self, pool: _Pool, query: Callable[[Connection], Awaitable[T]]) -> T:
         try:
@@ -231,38 +196,7 @@ class PostgresDatabase:
                 _configure_sync(conn)
                 return await query(conn)
 
-    async def _pool(self, rejected: _Pool | None = None) -> _Pool:
-        """The current pool, built if need be; a new one if ``rejected`` is still current."""
-        if rejected is None and self._current is not None:
-            return self._current
-        async with self._lock:
-            if rejected is not None:
-                await self._drop(rejected)
-            if self._current is None:
-                self._current = await self._build()
-            return self._current
-
-    async def _discard(self, rejected: _Pool) -> None:
-        async with self._lock:
-            await self._drop(rejected)
-
-    async def _drop(self, rejected: _Pool) -> None:
-        """Forget ``rejected`` and its credential unless another caller already did (lock held)."""
-        if self._current is rejected:
-            self._current = None
-            self._credentials.invalidate(self._secret_path)
-            await rejected.pool.close()
-
-    async def _build(self) -> _Pool:
-        try:
-            secret = await self._credentials.get(self._secret_path)
-        except errors.ResourceNotFoundError as exc:
-            raise errors.DatabaseConnectionError(
-                "The secret store holds no PostgreSQL credentials",
-                {"secret_path": self._secret_path},
-                service=SERVICE,
-                outage=False,
-            ) from exc
+    async def _build(self, secret: Secret) -> _Pool:
         login: dict[str, Any] = {
             "host": self._host,
             "port": self._port,
@@ -270,11 +204,11 @@ class PostgresDatabase:
             "password": secret.data.get("password", ""),
             "dbname": secret.data.get("database", ""),
             # libpq counts whole seconds.
-            "connect_timeout": max(1, math.ceil(self._connect_timeout)),
+            "connect_timeout": max(1, math.ceil(self._login.connect_timeout)),
             "autocommit": True,
             "options": "-c TimeZone=UTC",
-            # Two tiny fixed queries: the server parses them in no time, while psycopg's
-            # bookkeeping of prepared statements was ~15 % of the busy samples per query.
+            # Two tiny fixed queries: the server parses them in no time, so psycopg's
+            # bookkeeping of prepared statements would cost more than it saves.
             "prepare_threshold": None,
         }
         pool = AsyncConnectionPool[Connection](
@@ -282,7 +216,7 @@ class PostgresDatabase:
             min_size=self._min_size,
             max_size=self._max_size,
             # A busy pool is waited for as long as the call may take.
-            timeout=self._operation_timeout,
+            timeout=self._login.operation_timeout,
             name=SERVICE,
             # The pool pauses longer after each failed reconnection, up to this window (5 min by
             # default); a short one keeps recovery within seconds of the server's return.
@@ -294,6 +228,35 @@ class PostgresDatabase:
         # Not waiting: the pool keeps connecting in the background while PostgreSQL is down.
         await pool.open(wait=False)
         return _Pool(pool, login)
+
+
+async def _detached(call: Coroutine[Any, Any, T]) -> T:
+    """Await ``call`` in a task of its own, so that a caller given up on is answered at once.
+
+    Once cancelled, psycopg sends PostgreSQL a cancel request and waits up to 10 s for the query
+    to end; awaited directly, the caller would wait for all of it. Here the call winds down in
+    the background, and the driver closes the connection it leaves mid-call, or cleans it up.
+    """
+    task = asyncio.create_task(call)
+    try:
+        # Shielded: cancelling the caller must not make it wait for the call to end.
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.cancel()
+        _winding_down.add(task)
+        task.add_done_callback(_wound_down)
+        raise
+
+
+def _wound_down(task: asyncio.Task[Any]) -> None:
+    _winding_down.discard(task)
+    if not task.cancelled():
+        # Retrieved so that asyncio does not log an error nobody was left to receive.
+        task.exception()
+
+
+async def _close(pool: _Pool) -> None:
+    await pool.pool.close()
 
 
 def _configure_sync(conn: Connection) -> None:
@@ -318,10 +281,10 @@ def _cause(exc: BaseException | None) -> dict[str, str]:
 
 def _raise_translated(exc: psycopg.Error) -> NoReturn:
     """Raise our error for psycopg's ``exc``. Our messages only: the driver's may quote the
-    server. Called from an ``except``: a context manager would cost a generator per call."""
+    server."""
     if isinstance(exc, psycopg.OperationalError):
         if exc.sqlstate in {"28P01", "28000"} or _LOGIN_REJECTED.search(str(exc)):
-            raise _LoginRejectedError from exc
+            raise LoginRefusedError from exc
         raise errors.DatabaseConnectionError(
             "PostgreSQL is unreachable", _cause(exc), service=SERVICE
         ) from exc

@@ -23,13 +23,14 @@ import requests
 import structlog
 
 from colima_ref.adapters.breaker import ServiceBreaker, through
-from colima_ref.adapters.deadline import ADAPTER_DEADLINE, Deadline
 from colima_ref.domain.errors import (
     ConfigurationError,
     ResourceNotFoundError,
     VaultUnavailableError,
 )
 from colima_ref.domain.models import Secret, ServiceHealth
+from colima_ref.domain.shared_runs import SharedRuns
+from colima_ref.settings import Settings
 
 T = TypeVar("T")
 
@@ -105,7 +106,7 @@ def _hvac_client(addr: str, token: str, timeout: float) -> hvac.Client:
 
     With ``trust_env`` on, requests looks up proxies (HTTP(S)_PROXY, NO_PROXY), a netrc file and
     a CA bundle (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) on every request, walking os.environ each
-    time: a quarter of a Vault call's CPU (about 210 of 800 us here). Read here, once: the proxies
+    time, though the environment does not change while we run. Read here, once: the proxies
     for ``addr``, and the CA bundle unless VAULT_CACERT or VAULT_CAPATH (which hvac reads itself)
     name one. A netrc login is of no use against Vault's token header.
     """
@@ -146,11 +147,13 @@ class VaultSecretStore:
     # Its own threads: requests a silent Vault holds must not starve the loop's default executor
     # (which also resolves host names), and their number stays bounded.
     _threads: ThreadPoolExecutor = attrs.field(init=False, repr=False)
-    _deadline: Deadline = attrs.field(default=ADAPTER_DEADLINE, init=False, repr=False)
+    # Bumped by each AppRole login: a refusal seen under an older token is that token's.
     _generation: int = attrs.field(default=0, init=False)
-    _login_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
+    _logins: SharedRuns[int, None] = attrs.field(factory=SharedRuns, init=False, repr=False)
     _renewal: asyncio.Task[None] | None = attrs.field(default=None, init=False, repr=False)
-    _health: asyncio.Task[ServiceHealth] | None = attrs.field(default=None, init=False, repr=False)
+    _health: SharedRuns[str, ServiceHealth] = attrs.field(
+        factory=SharedRuns, init=False, repr=False
+    )
     _secret_values: frozenset[str] = attrs.field(factory=frozenset, init=False, repr=False)
 
     def secret_values(self) -> frozenset[str]:
@@ -212,6 +215,24 @@ class VaultSecretStore:
         finally:
             await store.close()
 
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, breaker: ServiceBreaker | None = None
+    ) -> contextlib.AbstractAsyncContextManager[VaultSecretStore]:
+        """`open` with ``settings.vault`` and the operation timeout of ``backends``."""
+        vault = settings.vault
+        return cls.open(
+            addr=vault.addr,
+            token=vault.token,
+            role_id=vault.role_id,
+            secret_id=vault.secret_id,
+            mount=vault.mount,
+            prefix=vault.path_prefix,
+            request_timeout=vault.timeout,
+            operation_timeout=settings.backends.operation_timeout,
+            breaker=breaker,
+        )
+
     async def close(self) -> None:
         """Stop renewing the token, wait for the requests still running, and close the HTTP
         session."""
@@ -220,9 +241,6 @@ class VaultSecretStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewal
             self._renewal = None
-        if self._health is not None:
-            # Not cancelled: its thread would run on anyway; the request ends within its timeout.
-            await asyncio.wait([self._health])
         # Requests given up on at the operation timeout may still hold a thread and a
         # connection: they end within request_timeout, then the connections are closed.
         await asyncio.to_thread(functools.partial(self._threads.shutdown, cancel_futures=True))
@@ -248,24 +266,12 @@ class VaultSecretStore:
     async def check(self) -> ServiceHealth:
         """Vault's /sys/health; sealed or uninitialised is unhealthy.
 
-        Concurrent checks share one request: each hvac request holds a thread and ~1 ms of the
-        GIL, so under load one request per check queued behind the others.
+        Concurrent checks share one request: each hvac request holds a thread and the GIL for
+        a while, so under load one request per check would queue behind the others.
 
         Raises VaultUnavailableError when Vault cannot be reached in time.
         """
-        shared = self._health
-        if shared is None:
-            shared = self._health = asyncio.create_task(self._read_health(), name="vault-health")
-            shared.add_done_callback(self._health_read)
-        # A caller that gives up must not cancel the answer the others wait for.
-        return await asyncio.shield(shared)
-
-    def _health_read(self, done: asyncio.Task[ServiceHealth]) -> None:
-        if self._health is done:
-            self._health = None
-        if not done.cancelled():
-            # Marks a failure as seen even when every caller gave up, so asyncio logs nothing.
-            done.exception()
+        return await self._health.call("health", self._read_health)
 
     async def _read_health(self) -> ServiceHealth:
         status = await self._bounded(
@@ -328,27 +334,30 @@ class VaultSecretStore:
         return True
 
     async def _login(self, auth: AppRoleAuth, seen_generation: int) -> None:
-        async with self._login_lock:
-            if self._generation != seen_generation:
-                return  # another caller logged in while this one waited
-            response = await self._call(
-                lambda: self._client.auth.approle.login(
-                    role_id=auth.role_id,
-                    secret_id=auth.secret_id,
-                    use_token=False,
-                    mount_point=auth.mount,
-                )
+        """Log in unless a login since ``seen_generation`` already replaced the token; callers
+        that saw the same token share one login."""
+        if self._generation == seen_generation:
+            await self._logins.call(seen_generation, self._approle_login, auth)
+
+    async def _approle_login(self, auth: AppRoleAuth) -> None:
+        response = await self._call(
+            lambda: self._client.auth.approle.login(
+                role_id=auth.role_id,
+                secret_id=auth.secret_id,
+                use_token=False,
+                mount_point=auth.mount,
             )
-            self._client.token = response["auth"]["client_token"]
-            self._secret_values |= {self._client.token}
-            self._generation += 1
-            log.info("vault.approle.login", generation=self._generation)
+        )
+        self._client.token = response["auth"]["client_token"]
+        self._secret_values |= {self._client.token}
+        self._generation += 1
+        log.info("vault.approle.login", generation=self._generation)
 
     async def _bounded(self, call: Coroutine[Any, Any, T]) -> T:
         """``call`` within the operation timeout. hvac cannot be interrupted: a request past it
         goes on in its thread, until request_timeout, while the caller is answered at once."""
         try:
-            with self._deadline.bound():
+            async with asyncio.timeout(self._operation_timeout):
                 return await call
         except TimeoutError as exc:
             raise _unavailable("timeout", exc) from exc

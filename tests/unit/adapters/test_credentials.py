@@ -192,30 +192,17 @@ async def test_a_caller_that_gives_up_does_not_cancel_the_read_others_wait_for()
     assert store.reads == 1
 
 
-async def test_loaded_values_lists_the_sensitive_values_of_cached_secrets_only() -> None:
-    store = gated_store({"rabbitmq": {"user": "guest", "password": "mq-password", "token": ""}})
-    source = CredentialSource(store, clock=ManualClock())
-    assert source.loaded_values() == frozenset()
-
-    await source.get("postgres")
-    await source.get("rabbitmq")
-    assert source.loaded_values() == {"first-password", "mq-password"}
-
-    source.invalidate("rabbitmq")
-    assert source.loaded_values() == {"first-password"}
-
-
 @given(
     st.dictionaries(
         st.sampled_from(["user", "password", "host", "api_key", "Token", "port", "dsn"]),
         st.text(min_size=1, max_size=8),
     )
 )
-async def test_loaded_values_holds_exactly_the_sensitive_values(data: dict[str, str]) -> None:
+async def test_secret_values_holds_exactly_the_sensitive_values(data: dict[str, str]) -> None:
     source = CredentialSource(gated_store({"svc": data}), clock=ManualClock())
     await source.get("svc")
 
-    assert source.loaded_values() == {v for k, v in data.items() if is_sensitive(k)}
+    assert source.secret_values() == {v for k, v in data.items() if v and is_sensitive(k)}
 
 
 async def test_secret_values_keeps_every_password_read_even_after_a_rotation() -> None:

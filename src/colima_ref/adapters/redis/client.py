@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, Unpack
 
 import attrs
 from redis import exceptions as redis_errors
@@ -16,12 +16,14 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.credentials import CredentialSource
-from colima_ref.adapters.deadline import ADAPTER_DEADLINE, Deadline
+from colima_ref.adapters.login import Login, LoginOptions, LoginRefusedError, Service, options_from
 from colima_ref.adapters.redis.breakers import NodeBreakers
 from colima_ref.domain import errors
+from colima_ref.domain.models import Secret
+from colima_ref.settings import Settings
 
 SERVICE = "redis"
-_VAULT_PATH = "redis-1"
+REDIS = Service(SERVICE, "Redis", errors.CacheConnectionError, "redis-1")
 
 # Replies that say the cluster or node cannot serve now (down, failing over, loading, full),
 # not that it refuses this command: outages, unlike every other ResponseError.
@@ -36,10 +38,6 @@ _UNAVAILABLE_REPLIES = (
 T = TypeVar("T")
 Client = Redis | RedisCluster
 Address = tuple[str, int]
-
-
-class _LoginRejectedError(Exception):
-    """Redis refused the credentials: worth one more try with freshly read ones."""
 
 
 @attrs.frozen
@@ -67,8 +65,8 @@ class RedisConnection:
     A ``RedisCluster`` when ``cluster`` is set, which it is by default when several ``nodes``
     are given; a plain ``Redis`` on the first node otherwise. The client is built on the first
     call, under a lock, with ``user`` and ``password`` read from ``credentials`` at
-    ``secret_path`` (no password: no AUTH). When Redis refuses that login the credential is
-    invalidated, read again, the client rebuilt and the call tried once more.
+    ``secret_path`` (`LoginOptions`; no password: no AUTH). When Redis refuses that login the
+    credential is invalidated, read again, the client rebuilt and the call tried once more.
 
     At most ``max_connections`` commands are in flight at once; more wait for one to finish, up
     to ``operation_timeout``. redis-py's pools raise at once instead of waiting when full
@@ -76,33 +74,33 @@ class RedisConnection:
     command needs at most one connection per node, so no node's pool can run out.
 
     ``run`` raises CacheConnectionError (service "redis") when Redis is unreachable, refuses the
-    login or rejects the command, and TimeoutError (504) past ``operation_timeout``. Errors of
-    the secret store (VaultUnavailableError...) pass through, except a missing secret, which is
-    a CacheConnectionError. A refused login or command and a missing secret are answers, not
-    outages (``outage`` False); a command on a key holding another type than a string (WRONGTYPE)
-    raises ValidationError for ``key``. With ``breakers``, every command but a health probe's
-    passes through the breaker of the node it is for (see `run`) and raises CircuitBreakerError
-    while that one is open, so a failing master does not stop the commands the others answer.
+    login or rejects the command, and OperationTimeoutError (504) past ``operation_timeout``.
+    Errors of the secret store (VaultUnavailableError...) pass through, except a missing secret,
+    which is a CacheConnectionError. A refused login or command and a missing secret are answers,
+    not outages (``outage`` False); a command on a key holding another type than a string
+    (WRONGTYPE) raises ValidationError for ``key``. With ``breakers``, every command but a health
+    probe's passes through the breaker of the node it is for (see `run`) and raises
+    CircuitBreakerError while that one is open, so a failing master does not stop the commands
+    the others answer.
     """
 
     nodes: tuple[Address, ...] = attrs.field(converter=_addresses)
-    _credentials: CredentialSource = attrs.field(alias="credentials")
+    _options: LoginOptions = attrs.field(alias="options", repr=False)
     cluster: bool = attrs.field(
         default=attrs.Factory(lambda self: len(self.nodes) > 1, takes_self=True)
     )
-    _secret_path: str = attrs.field(default=_VAULT_PATH, alias="secret_path")
-    _connect_timeout: float = attrs.field(default=2.0, alias="connect_timeout")
-    _operation_timeout: float = attrs.field(default=5.0, alias="operation_timeout")
     _max_connections: int = attrs.field(default=10, alias="max_connections")
     _breakers: NodeBreakers | None = attrs.field(default=None, alias="breakers", repr=False)
-    _current: _Client | None = attrs.field(default=None, init=False, repr=False)
-    _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
     _in_flight: asyncio.Semaphore = attrs.field(init=False, repr=False)
-    _deadline: Deadline = attrs.field(default=ADAPTER_DEADLINE, init=False, repr=False)
+    _login: Login[_Client] = attrs.field(init=False, repr=False)
 
     @_in_flight.default
     def _one_slot_per_connection(self) -> asyncio.Semaphore:
         return asyncio.Semaphore(self._max_connections)
+
+    @_login.default
+    def _client_login(self) -> Login[_Client]:
+        return Login(service=REDIS, build=self._build, close_client=_close, **self._options)
 
     @nodes.validator
     def _at_least_one(self, _attribute: object, value: tuple[Address, ...]) -> None:
@@ -110,39 +108,43 @@ class RedisConnection:
             raise ValueError("RedisConnection needs at least one node")
 
     @classmethod
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def open(
         cls,
         *,
         nodes: Sequence[Address],
-        credentials: CredentialSource,
         cluster: bool | None = None,
-        secret_path: str = _VAULT_PATH,
-        connect_timeout: float = 2.0,
-        operation_timeout: float = 5.0,
         max_connections: int = 10,
         breakers: NodeBreakers | None = None,
+        **options: Unpack[LoginOptions],
     ) -> AsyncIterator[RedisConnection]:
         """Yield a connection that builds its client on first use and closes it on exit.
 
         ``nodes`` are ``(host, port)`` pairs: the cluster's seeds, or the one server. Nothing
         is read or connected before the first call, so this succeeds while Redis or the secret
-        store is down. ``max_connections`` bounds the pool of each node.
+        store is down. ``max_connections`` bounds the pool of each node. A ``breaker`` in
+        ``options`` guards the whole service where there are no ``breakers`` per node.
         """
-        connection = cls(
-            nodes,
-            credentials=credentials,
-            cluster=len(nodes) > 1 if cluster is None else cluster,
-            secret_path=secret_path,
-            connect_timeout=connect_timeout,
-            operation_timeout=operation_timeout,
-            max_connections=max_connections,
-            breakers=breakers,
-        )
+        cluster = len(nodes) > 1 if cluster is None else cluster
+        connection = cls(nodes, options, cluster, max_connections, breakers)
         try:
             yield connection
         finally:
             await connection.close()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, credentials: CredentialSource, breakers: NodeBreakers | None
+    ) -> contextlib.AbstractAsyncContextManager[RedisConnection]:
+        """`open` on the seeds of ``settings.redis`` (a cluster when REDIS_NODES names them),
+        with the timeouts of ``backends`` and ``redis_pool_max`` connections."""
+        return cls.open(
+            nodes=settings.redis.seeds,
+            cluster=bool(settings.redis.nodes),
+            max_connections=settings.backends.redis_pool_max,
+            breakers=breakers,
+            **options_from(settings, credentials),
+        )
 
     async def run(
         self,
@@ -181,10 +183,7 @@ class RedisConnection:
 
     async def close(self) -> None:
         """Close the client and every connection of every node. The next call builds a new one."""
-        async with self._lock:
-            if self._current is not None:
-                await self._current.client.aclose()
-                self._current = None
+        await self._login.close()
 
     async def _run(
         self,
@@ -197,14 +196,15 @@ class RedisConnection:
     ) -> T:
         """Every command sent to Redis, through a circuit breaker unless it is a probe's."""
         if probe or self._breakers is None:
-            return await self._call(call)
+            return await self._login.run(self._attempt(call), operation=operation, probe=probe)
         breaker = self._breaker_for(self._breakers, key, node)
-        return await breaker.call(self._call, call, operation=operation)
+        return await breaker.call(self._login.call, self._attempt(call), operation=operation)
 
     def _breaker_for(
         self, breakers: NodeBreakers, key: str | None, node: str | None
     ) -> ServiceBreaker:
-        client = None if self._current is None else self._current.client
+        current = self._login.current
+        client = None if current is None else current.client
         if not isinstance(client, RedisCluster):
             return breakers.whole
         if node is None and key is not None:
@@ -218,68 +218,27 @@ class RedisConnection:
             return breakers.whole
         return breakers.for_node(node, lambda: {known.name for known in client.get_nodes()})
 
-    async def _call(self, call: Callable[[_Client], Awaitable[T]]) -> T:
-        try:
-            with self._deadline.bound():
-                current = await self._client()
+    def _attempt(
+        self, call: Callable[[_Client], Awaitable[T]]
+    ) -> Callable[[_Client], Awaitable[T]]:
+        async def attempt(current: _Client) -> T:
+            async with self._in_flight:
                 try:
-                    return await self._attempt(current, call)
-                except _LoginRejectedError:
-                    current = await self._client(rejected=current)
-                try:
-                    return await self._attempt(current, call)
-                except _LoginRejectedError as exc:
-                    raise errors.CacheConnectionError(
-                        "Redis refused the credentials from the secret store",
-                        _cause(exc.__cause__),
-                        service=SERVICE,
-                        outage=False,
-                    ) from exc.__cause__
-        except TimeoutError as exc:
-            raise errors.OperationTimeoutError(
-                f"Redis did not answer within {self._operation_timeout:g} s", {"service": SERVICE}
-            ) from exc
+                    return await call(current)
+                except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
+                    _raise_translated(exc)
 
-    async def _attempt(self, current: _Client, call: Callable[[_Client], Awaitable[T]]) -> T:
-        async with self._in_flight:
-            try:
-                return await call(current)
-            except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
-                _raise_translated(exc)
+        return attempt
 
-    async def _client(self, rejected: _Client | None = None) -> _Client:
-        """The current client, built if need be; a new one if ``rejected`` is still current."""
-        current = self._current
-        if rejected is None and current is not None:
-            # The hot path: no lock once the client exists.
-            return current
-        async with self._lock:
-            if rejected is not None and self._current is rejected:
-                self._current = None
-                self._credentials.invalidate(self._secret_path)
-                await rejected.client.aclose()
-            if self._current is None:
-                self._current = await self._build()
-            return self._current
-
-    async def _build(self) -> _Client:
-        try:
-            secret = await self._credentials.get(self._secret_path)
-        except errors.ResourceNotFoundError as exc:
-            raise errors.CacheConnectionError(
-                "The secret store holds no Redis credentials",
-                {"secret_path": self._secret_path},
-                service=SERVICE,
-                outage=False,
-            ) from exc
+    async def _build(self, secret: Secret) -> _Client:
         login: dict[str, Any] = {
             "username": secret.data.get("user") or None,
             "password": secret.data.get("password") or None,
             "decode_responses": True,
-            "socket_connect_timeout": self._connect_timeout,
-            # None, not RedisCluster's default (5 s): the deadline of `_call` bounds every command
+            "socket_connect_timeout": self._login.connect_timeout,
+            # None, not RedisCluster's default (5 s): the operation timeout bounds every command
             # already, and with one redis-py wraps each write in asyncio.wait_for (a task) and
-            # each read in a timer. Under uvloop, 50 concurrent first commands with those tasks
+            # each read in a timer. Under uvloop, concurrent first commands with those tasks
             # also had redis-py write to connections it had just closed (RuntimeError).
             "socket_timeout": None,
             "max_connections": self._max_connections,
@@ -295,6 +254,10 @@ class RedisConnection:
             **login,
         )
         return _Client(cluster, login)
+
+
+async def _close(current: _Client) -> None:
+    await current.client.aclose()
 
 
 def _cause(exc: BaseException | None) -> dict[str, str]:
@@ -315,14 +278,11 @@ def _reply_of(exc: Exception) -> str:
 
 
 def _raise_translated(exc: Exception) -> NoReturn:
-    """Raise our error for redis-py's ``exc``. Our messages only: the driver's may name the server.
-
-    A function called from an ``except`` rather than a context manager on the hot path, which
-    would cost a generator per command.
-    """
+    """Raise our error for redis-py's ``exc``. Our messages only: the driver's may name the
+    server."""
     refused = _refused_login(exc)
     if refused is not None:
-        raise _LoginRejectedError from refused
+        raise LoginRefusedError from refused
     if isinstance(exc, redis_errors.TimeoutError):
         raise errors.OperationTimeoutError(
             "Redis did not answer in time", {"service": SERVICE, **_cause(exc)}

@@ -177,7 +177,7 @@ def parse_cluster_info(text: str) -> dict[str, Any]:
     for line in text.splitlines():
         key, sep, value = line.strip().partition(":")
         if sep:
-            # isdecimal is the regex \d+ (Unicode decimal digits) at a tenth of its cost.
+            # isdecimal accepts what the regex \d+ does (Unicode decimal digits), without a regex.
             digits = value[1:] if value[:1] == "-" else value
             info[key] = int(value) if digits.isdecimal() else value
     return info
