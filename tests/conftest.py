@@ -1,10 +1,16 @@
-"""What every test shares: a clean process-wide secret registry, and the ``live`` marker."""
+"""What every test shares: a clean process-wide secret registry, the ``live`` marker, and the
+private servers both the contract suite and the integration tests provision accounts on, each
+started once per run, when a test first asks for it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+from servers.mongo import Secantus, secantus
+from servers.postgres import PrivateServer, private_postgres
+from servers.rabbitmq import Account, rabbitmq_account
+from servers.redis import PrivateCluster, private_cluster
 
 from colima_ref.observability.redaction import SECRETS
 
@@ -35,3 +41,29 @@ def forget_secrets_registered_by_the_test() -> Iterator[None]:
     before = SECRETS.exact
     yield
     SECRETS.discard(SECRETS.exact - before)
+
+
+@pytest.fixture(scope="session")
+def private_postgres_server() -> Iterator[PrivateServer]:
+    """A PostgreSQL that checks passwords; a test that stops it starts it again."""
+    with private_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def secantus_server() -> Iterator[Secantus]:
+    with secantus() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_private_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateCluster]:
+    with private_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_test_account() -> Iterator[Account]:
+    """A vhost and user of the run's own on the shared broker; tests may rotate its password."""
+    with rabbitmq_account() as account:
+        yield account

@@ -24,7 +24,7 @@ import hvac
 import pytest
 import redis
 from live_support import QUIET, LiveServer, VaultFolder, read_secret
-from test_rabbitmq_adapter import Account, cli_safe_password, rabbitmqctl
+from servers.rabbitmq import Account, cli_safe_password, rabbitmqctl
 
 pytestmark = [pytest.mark.integration, pytest.mark.vault, pytest.mark.rabbitmq, pytest.mark.redis]
 

@@ -2,7 +2,7 @@
 very next request, with no restart.
 
 The shared PostgreSQL trusts local logins, so PostgreSQL runs as a private scram-sha-256 server
-(`test_postgres_adapter.PrivateServer`); MariaDB checks passwords, so it gets a dedicated user.
+(`servers.postgres.PrivateServer`); MariaDB checks passwords, so it gets a dedicated user.
 The server reads both secrets from a Vault folder of copies (VAULT_PATH_PREFIX), so the shared
 ``secret/postgres`` and ``secret/mysql`` stay intact. Everything is dropped afterwards.
 """
@@ -24,7 +24,7 @@ from live_support import (
     VaultFolder,
     assert_clean_shutdown,
 )
-from test_postgres_adapter import Account, PrivateServer, private_postgres
+from servers.postgres import Account, PrivateServer, private_postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.vault, pytest.mark.postgres, pytest.mark.mysql]
 

@@ -2,7 +2,7 @@
 the call after the secret is fixed reads it at once instead of waiting out a pool checkout.
 
 The shared PostgreSQL trusts local logins, so this runs on a private scram-sha-256 server
-(`test_postgres_adapter.PrivateServer`).
+(`servers.postgres.PrivateServer`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from test_postgres_adapter import PrivateServer, private_postgres
+from servers.postgres import PrivateServer, private_postgres
 
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore

@@ -6,7 +6,7 @@ Vault folder of copies (VAULT_PATH_PREFIX) in which every password starts out wr
 sends more requests than the breaker allows outages, then writes the right password into the
 folder. The shared accounts keep their passwords: only the folder's copies change. The shared
 PostgreSQL trusts local logins, so PostgreSQL runs as a private scram-sha-256 server
-(`test_postgres_adapter.PrivateServer`).
+(`servers.postgres.PrivateServer`).
 
 Vault's own refusals (a revoked token, an AppRole login with a wrong secret_id) are checked on
 the store itself, the AppRole one on a private dev server.
@@ -29,8 +29,8 @@ from live_support import (
     VaultFolder,
     read_secret,
 )
-from test_postgres_adapter import PrivateServer, private_postgres
-from test_vault_adapter import DevVault, make_approle, start_dev_vault
+from servers.postgres import PrivateServer, private_postgres
+from servers.vault import DevVault, make_approle, start_dev_vault
 
 from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.vault import VaultSecretStore
