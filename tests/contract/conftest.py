@@ -134,6 +134,7 @@ def _redis(build: Callable[[RedisConnection], object]) -> Opener:
 
 OPENERS: dict[tuple[type[Any], str], Opener] = {
     (SecretStore, "vault"): _vault_secret_store,
+    (HealthProbe, "vault"): _vault_secret_store,
     (SqlDatabase, "postgres"): _postgres,
     (HealthProbe, "postgres"): _postgres,
     (SqlDatabase, "mysql"): _mysql,
