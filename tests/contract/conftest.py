@@ -12,18 +12,16 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, NoReturn
 
 import attrs
 import hvac
 import pytest
 from live_support import DEVSTACK_HINT, VaultFolder, skip_or_fail
-from servers.mongo import mongo_login
-from servers.mysql import mysql_login
-from servers.postgres import postgres_login
-from servers.rabbitmq import rabbitmq_login
-from servers.redis import redis_login
+from servers.mongo import mongo_account
+from servers.mysql import mysql_account
+from servers.redis import redis_account
 
 from colima_ref.adapters import memory
 from colima_ref.adapters.credentials import CredentialSource
@@ -42,7 +40,7 @@ from colima_ref.ports.probes import HealthProbe
 from colima_ref.ports.secrets import SecretStore
 from colima_ref.ports.services import SERVICE_NAMES
 
-from .live_adapters import LiveAdapter, Login
+from .live_adapters import Account, LiveAdapter
 
 REACHABLE_WITHIN = 5.0  # seconds
 
@@ -224,19 +222,19 @@ async def require_reachable(
         unreachable(service, health.error or "reported unhealthy", env)
 
 
-LOGINS: dict[str, Callable[[pytest.FixtureRequest], AbstractAsyncContextManager[Login]]] = {
-    "postgres": lambda request: postgres_login(request.getfixturevalue("private_postgres_server")),
-    "mysql": lambda _request: mysql_login(),
-    "mongodb": lambda request: mongo_login(request.getfixturevalue("secantus_server")),
-    "redis": lambda request: redis_login(request.getfixturevalue("redis_private_cluster")),
-    "rabbitmq": lambda request: rabbitmq_login(request.getfixturevalue("rabbitmq_test_account")),
+ACCOUNTS: dict[str, Callable[[pytest.FixtureRequest], AbstractAsyncContextManager[Account]]] = {
+    "postgres": lambda request: request.getfixturevalue("private_postgres_server").account(),
+    "mysql": lambda _request: mysql_account(),
+    "mongodb": lambda request: mongo_account(request.getfixturevalue("secantus_server")),
+    "redis": lambda request: redis_account(request.getfixturevalue("redis_private_cluster")),
+    "rabbitmq": lambda request: nullcontext(request.getfixturevalue("rabbitmq_test_account")),
 }
 
 
 @pytest.fixture
-async def login(adapter: LiveAdapter, request: pytest.FixtureRequest) -> AsyncIterator[Login]:
+async def account(adapter: LiveAdapter, request: pytest.FixtureRequest) -> AsyncIterator[Account]:
     """An account of the test's own on a server of ``adapter``'s service that checks passwords."""
-    async with LOGINS[adapter.service](request) as opened:
+    async with ACCOUNTS[adapter.service](request) as opened:
         yield opened
 
 

@@ -46,8 +46,8 @@ class Opener(Protocol):
     ) -> AbstractAsyncContextManager[Any]: ...
 
 
-class Login(Protocol):
-    """An account of one test's own on a server that checks passwords (see ``servers``)."""
+class Account(Protocol):
+    """A login of one test's own on a server that checks passwords (see ``servers``)."""
 
     @property
     def ports(self) -> list[int]: ...

@@ -13,7 +13,7 @@ from colima_ref.adapters.memory import InMemorySecretStore
 from colima_ref.domain.errors import VaultUnavailableError
 
 from .conftest import WritableStore
-from .live_adapters import LOGGING_IN, LiveAdapter, Login, marked
+from .live_adapters import LOGGING_IN, Account, LiveAdapter, marked
 
 # What each adapter reports when the server refuses the password read afresh.
 REFUSED = {
@@ -42,18 +42,18 @@ REFUSED = {
 
 @pytest.mark.parametrize("adapter", marked(LOGGING_IN))
 async def test_a_password_rotated_in_the_server_and_the_store_is_used_by_the_next_call(
-    adapter: LiveAdapter, login: Login, writable_store: WritableStore
+    adapter: LiveAdapter, account: Account, writable_store: WritableStore
 ) -> None:
-    path, old = adapter.secret_path, login.password
-    writable_store.put(path, login.secret())
+    path, old = adapter.secret_path, account.password
+    writable_store.put(path, account.secret())
     store = CountingStore(writable_store.store)
     credentials = CredentialSource(store)
-    async with adapter.open(credentials, login.ports) as opened:
+    async with adapter.open(credentials, account.ports) as opened:
         first = await adapter.call(opened)
         before = await adapter.check(opened)
-        rotated = login.new_password()
-        await login.rotate(rotated)
-        writable_store.put(path, login.secret(rotated))
+        rotated = account.new_password()
+        await account.rotate(rotated)
+        writable_store.put(path, account.secret(rotated))
         still_cached = (await credentials.get(path)).data["password"]
 
         second = await adapter.call(opened)
@@ -62,8 +62,8 @@ async def test_a_password_rotated_in_the_server_and_the_store_is_used_by_the_nex
     assert adapter.answered(first)
     assert adapter.answered(second)
     assert still_cached == old
-    assert await login.refuses(old)
-    assert not await login.refuses(rotated)
+    assert await account.refuses(old)
+    assert not await account.refuses(rotated)
     assert (await credentials.get(path)).data["password"] == rotated
     assert store.reads == 2
     assert after == before
@@ -72,18 +72,18 @@ async def test_a_password_rotated_in_the_server_and_the_store_is_used_by_the_nex
 
 @pytest.mark.parametrize("adapter", marked(LOGGING_IN))
 async def test_a_stale_cached_password_is_read_again_once_and_the_rotated_one_logs_in(
-    adapter: LiveAdapter, login: Login
+    adapter: LiveAdapter, account: Account
 ) -> None:
     path = adapter.secret_path
-    memory = InMemorySecretStore(secrets={path: login.secret()})
+    memory = InMemorySecretStore(secrets={path: account.secret()})
     store = CountingStore(memory)
     credentials = CredentialSource(store)
     await credentials.get(path)  # cached before the rotation, as a running app would have it
-    rotated = login.new_password()
-    await login.rotate(rotated)
-    memory.put(path, login.secret(rotated))
+    rotated = account.new_password()
+    await account.rotate(rotated)
+    memory.put(path, account.secret(rotated))
 
-    async with adapter.open(credentials, login.ports) as opened:
+    async with adapter.open(credentials, account.ports) as opened:
         answer = await adapter.call(opened)
         health = await adapter.check(opened)
 
@@ -94,11 +94,11 @@ async def test_a_stale_cached_password_is_read_again_once_and_the_rotated_one_lo
 
 @pytest.mark.parametrize("adapter", marked(LOGGING_IN))
 async def test_a_refused_password_is_read_again_once_then_reported_without_the_password(
-    adapter: LiveAdapter, login: Login
+    adapter: LiveAdapter, account: Account
 ) -> None:
-    wrong = login.new_password()
-    store = CountingStore(InMemorySecretStore(secrets={adapter.secret_path: login.secret(wrong)}))
-    async with adapter.open(CredentialSource(store), login.ports) as opened:
+    wrong = account.new_password()
+    store = CountingStore(InMemorySecretStore(secrets={adapter.secret_path: account.secret(wrong)}))
+    async with adapter.open(CredentialSource(store), account.ports) as opened:
         with pytest.raises(adapter.error) as caught:
             await adapter.call(opened)
         reads = store.reads

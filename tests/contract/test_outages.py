@@ -15,7 +15,7 @@ from live_support import credentials_for, every_text_of, free_port
 
 from colima_ref.domain.errors import OperationTimeoutError, VaultUnavailableError
 
-from .live_adapters import EVERY, LOGGING_IN, UNUSED_VAULT_TOKEN, LiveAdapter, Login, marked
+from .live_adapters import EVERY, LOGGING_IN, UNUSED_VAULT_TOKEN, Account, LiveAdapter, marked
 
 CONNECT_TIMEOUT = 0.5
 OPERATION_TIMEOUT = 0.5
@@ -123,23 +123,23 @@ async def test_a_server_that_never_answers_fails_at_the_operation_timeout(
 
 @pytest.mark.parametrize("adapter", marked(LOGGING_IN))
 async def test_closing_ends_every_session_and_leaves_nothing_to_warn_about(
-    adapter: LiveAdapter, login: Login
+    adapter: LiveAdapter, account: Account
 ) -> None:
-    credentials = credentials_for(adapter.secret_path, login.secret())
+    credentials = credentials_for(adapter.secret_path, account.secret())
     gc.collect()  # what earlier tests left is theirs to answer for
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         async with adapter.open(
-            credentials, login.ports, **SEVERAL_SESSIONS.get(adapter.service, {})
+            credentials, account.ports, **SEVERAL_SESSIONS.get(adapter.service, {})
         ) as opened:
             answers = await asyncio.gather(*(adapter.call(opened) for _ in range(5)))
             await adapter.check(opened)
-            open_sessions = await login.sessions()
+            open_sessions = await account.sessions()
         del opened
         gc.collect()
         await asyncio.sleep(FORGETS_WITHIN.get(adapter.service, 0.0))
 
     assert all(adapter.answered(answer) for answer in answers)
     assert open_sessions >= 1
-    assert await login.sessions() == 0
+    assert await account.sessions() == 0
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from live_support import credentials_for
-from servers.mongo import COLLECTIONS, MongoLogin, Secantus, mongo_login
+from servers.mongo import COLLECTIONS, Account, Secantus, mongo_account
 
 from colima_ref.adapters.mongo import MongoDocumentDatabase
 from colima_ref.domain.errors import DatabaseConnectionError, OperationTimeoutError
@@ -25,43 +25,43 @@ pytestmark = [pytest.mark.mongodb, pytest.mark.integration]
 
 
 @pytest.fixture
-async def login(secantus_server: Secantus) -> AsyncIterator[MongoLogin]:
-    async with mongo_login(secantus_server) as created:
+async def account(secantus_server: Secantus) -> AsyncIterator[Account]:
+    async with mongo_account(secantus_server) as created:
         yield created
 
 
 def mongo_on(
-    login: MongoLogin, **options: Any
+    account: Account, **options: Any
 ) -> AbstractAsyncContextManager[MongoDocumentDatabase]:
     return MongoDocumentDatabase.open(
         host="127.0.0.1",
-        port=login.server.port,
-        credentials=credentials_for("mongodb", login.secret()),
+        port=account.server.port,
+        credentials=credentials_for("mongodb", account.secret()),
         **options,
     )
 
 
 async def test_collection_names_are_the_secret_databases_collections_sorted(
-    login: MongoLogin,
+    account: Account,
 ) -> None:
-    async with mongo_on(login) as mongo:
+    async with mongo_on(account) as mongo:
         names = await mongo.collection_names()
 
     assert names == sorted(COLLECTIONS)
 
 
-async def test_health_reports_the_version_the_server_builds_as(login: MongoLogin) -> None:
-    with login.server.admin() as client:
+async def test_health_reports_the_version_the_server_builds_as(account: Account) -> None:
+    with account.server.admin() as client:
         expected = client.admin.command("buildInfo")["version"]
 
-    async with mongo_on(login) as mongo:
+    async with mongo_on(account) as mongo:
         health = await mongo.check()
 
     assert (health.healthy, health.info) == (True, {"version": expected})
 
 
 async def test_opening_succeeds_with_the_server_down_and_calls_recover_once_it_is_up() -> None:
-    late = MongoLogin(Secantus())
+    late = Account(Secantus())
 
     async with mongo_on(late, connect_timeout=0.5) as mongo:
         with pytest.raises(DatabaseConnectionError):
@@ -99,11 +99,11 @@ async def _first_answer(mongo: MongoDocumentDatabase, *, within: float) -> list[
     ],
 )
 async def test_a_command_the_server_fails_is_a_connection_error_naming_the_code(
-    login: MongoLogin, code: int, message: str
+    account: Account, code: int, message: str
 ) -> None:
-    login.server.fail_next(["listCollections"], errorCode=code)
+    account.server.fail_next(["listCollections"], errorCode=code)
 
-    async with mongo_on(login) as mongo:
+    async with mongo_on(account) as mongo:
         with pytest.raises(DatabaseConnectionError) as caught:
             await mongo.collection_names()
 
@@ -111,10 +111,10 @@ async def test_a_command_the_server_fails_is_a_connection_error_naming_the_code(
     assert caught.value.details == {"service": "mongodb", "cause": "OperationFailure", "code": code}
 
 
-async def test_a_connection_dropped_on_every_try_is_a_connection_error(login: MongoLogin) -> None:
-    login.server.fail_next(["listCollections"], times=2, closeConnection=True)
+async def test_a_connection_dropped_on_every_try_is_a_connection_error(account: Account) -> None:
+    account.server.fail_next(["listCollections"], times=2, closeConnection=True)
 
-    async with mongo_on(login) as mongo:
+    async with mongo_on(account) as mongo:
         with pytest.raises(DatabaseConnectionError) as caught:
             await mongo.collection_names()
         names = await mongo.collection_names()
@@ -124,12 +124,12 @@ async def test_a_connection_dropped_on_every_try_is_a_connection_error(login: Mo
 
 
 async def test_a_command_slower_than_the_operation_timeout_is_a_gateway_timeout(
-    login: MongoLogin,
+    account: Account,
 ) -> None:
-    login.server.fail_next(["listCollections"], times=2, blockConnection=True, blockTimeMS=3000)
+    account.server.fail_next(["listCollections"], times=2, blockConnection=True, blockTimeMS=3000)
     started = time.monotonic()
 
-    async with mongo_on(login, operation_timeout=0.5) as mongo:
+    async with mongo_on(account, operation_timeout=0.5) as mongo:
         with pytest.raises(OperationTimeoutError) as caught:
             await mongo.collection_names()
 
@@ -137,8 +137,8 @@ async def test_a_command_slower_than_the_operation_timeout_is_a_gateway_timeout(
     assert time.monotonic() - started < 2.0
 
 
-async def test_a_closed_database_connects_again_on_the_next_call(login: MongoLogin) -> None:
-    async with mongo_on(login) as mongo:
+async def test_a_closed_database_connects_again_on_the_next_call(account: Account) -> None:
+    async with mongo_on(account) as mongo:
         await mongo.check()
         await mongo.close()
 

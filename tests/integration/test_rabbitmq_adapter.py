@@ -188,6 +188,6 @@ async def test_a_queue_declared_otherwise_refuses_the_publish_and_the_next_publi
 async def test_concurrent_calls_share_one_connection(account: Account, queue: str) -> None:
     async with broker_on(InMemorySecretStore({"rabbitmq": account.secret()})) as broker:
         await asyncio.gather(*(broker.publish(queue, b"{}") for _ in range(5)), broker.check())
-        opened = account.connection_count()
+        opened = await account.sessions()
 
     assert opened == 1

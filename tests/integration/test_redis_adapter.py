@@ -24,12 +24,12 @@ import pytest
 import requests
 from live_support import credentials_for, skip_or_fail
 from servers.redis import (
+    Account,
     Address,
     PrivateCluster,
-    RedisLogin,
     RedisServer,
     free_node_port,
-    redis_login,
+    redis_account,
     wait_for,
 )
 
@@ -52,9 +52,9 @@ STANDALONE_PORT = 6379
 
 
 @pytest.fixture
-async def account(redis_private_cluster: PrivateCluster) -> AsyncIterator[RedisLogin]:
+async def account(redis_private_cluster: PrivateCluster) -> AsyncIterator[Account]:
     """An ACL user of this test's own on every node, deleted afterwards."""
-    async with redis_login(redis_private_cluster) as created:
+    async with redis_account(redis_private_cluster) as created:
         yield created
 
 
@@ -65,7 +65,7 @@ def open_connection(
 
 
 async def test_the_private_clusters_slots_are_fully_covered_by_three_masters(
-    redis_private_cluster: PrivateCluster, account: RedisLogin
+    redis_private_cluster: PrivateCluster, account: Account
 ) -> None:
     async with open_connection(
         redis_private_cluster.addresses[:3], credentials_for("redis-1", account.secret())
@@ -79,7 +79,7 @@ async def test_the_private_clusters_slots_are_fully_covered_by_three_masters(
 
 
 async def test_node_names_follow_the_configured_nodes_then_the_others_by_address(
-    redis_private_cluster: PrivateCluster, account: RedisLogin
+    redis_private_cluster: PrivateCluster, account: Account
 ) -> None:
     configured = redis_private_cluster.addresses[:3]
     others = sorted(redis_private_cluster.addresses[3:])
@@ -101,7 +101,7 @@ async def test_node_names_follow_the_configured_nodes_then_the_others_by_address
 
 
 async def test_cluster_info_and_health_report_the_cluster_in_numbers(
-    redis_private_cluster: PrivateCluster, account: RedisLogin
+    redis_private_cluster: PrivateCluster, account: Account
 ) -> None:
     async with open_connection(
         redis_private_cluster.addresses[:3], credentials_for("redis-1", account.secret())
@@ -129,7 +129,7 @@ def owner_of(key: str, cluster: PrivateCluster, nodes: Sequence[ClusterNode]) ->
 
 
 async def test_a_key_written_through_the_cluster_lands_on_the_master_owning_its_slot(
-    redis_private_cluster: PrivateCluster, account: RedisLogin
+    redis_private_cluster: PrivateCluster, account: Account
 ) -> None:
     key = f"colima-test:{secrets.token_hex(8)}"
     credentials = credentials_for("redis-1", account.secret())
@@ -150,7 +150,7 @@ async def test_a_key_written_through_the_cluster_lands_on_the_master_owning_its_
 
 
 async def test_delete_matching_reaches_keys_on_every_master(
-    redis_private_cluster: PrivateCluster, account: RedisLogin
+    redis_private_cluster: PrivateCluster, account: Account
 ) -> None:
     prefix = f"colima-test:{secrets.token_hex(4)}:"
     keys = [f"{prefix}{number}" for number in range(60)]
@@ -174,7 +174,7 @@ async def test_delete_matching_reaches_keys_on_every_master(
 
 
 async def test_more_concurrent_commands_than_pooled_connections_wait_and_all_succeed(
-    redis_private_cluster: PrivateCluster, account: RedisLogin
+    redis_private_cluster: PrivateCluster, account: Account
 ) -> None:
     key = f"colima-test:{secrets.token_hex(8)}"
     credentials = credentials_for("redis-1", account.secret())
@@ -215,7 +215,7 @@ async def test_a_cluster_down_at_start_is_used_once_it_comes_up(tmp_path: Path) 
 
 
 async def test_reading_a_key_that_holds_a_list_is_a_validation_error_naming_the_key(
-    redis_private_cluster: PrivateCluster, account: RedisLogin
+    redis_private_cluster: PrivateCluster, account: Account
 ) -> None:
     key = f"colima-test:{secrets.token_hex(4)}"
     async with open_connection(
@@ -232,7 +232,7 @@ async def test_reading_a_key_that_holds_a_list_is_a_validation_error_naming_the_
 
 
 async def test_closing_after_talking_to_every_node_leaves_nothing_open(
-    redis_private_cluster: PrivateCluster, account: RedisLogin
+    redis_private_cluster: PrivateCluster, account: Account
 ) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -80,7 +80,7 @@ class Secantus:
 
 
 @attrs.define
-class MongoLogin:
+class Account:
     """A user owning a database of its own, holding COLLECTIONS, on ``server``."""
 
     server: Secantus
@@ -166,8 +166,8 @@ def secantus() -> Iterator[Secantus]:
 
 
 @asynccontextmanager
-async def mongo_login(server: Secantus) -> AsyncIterator[MongoLogin]:
-    login = MongoLogin(server)
+async def mongo_account(server: Secantus) -> AsyncIterator[Account]:
+    login = Account(server)
     login.create()
     try:
         yield login

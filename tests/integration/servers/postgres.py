@@ -32,11 +32,21 @@ def newest_server_binaries() -> Path:
 PG_BIN = Path(os.environ.get("PG_BIN") or newest_server_binaries())
 
 
-@attrs.frozen
+@attrs.define
 class Account:
+    """A login role of one test's own, owning a database of the same name, on ``server``."""
+
+    server: Server = attrs.field(repr=False)
     user: str
     password: str = attrs.field(repr=False)
-    database: str
+
+    @property
+    def database(self) -> str:
+        return self.user
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.server.port]
 
     def secret(self, password: str | None = None) -> dict[str, str]:
         return {
@@ -44,6 +54,19 @@ class Account:
             "password": password or self.password,
             "database": self.database,
         }
+
+    def new_password(self) -> str:
+        return secrets.token_urlsafe(18)
+
+    async def rotate(self, password: str) -> None:
+        await self.server.rotate(self, password)
+        self.password = password
+
+    async def refuses(self, password: str) -> bool:
+        return await self.server.refuses(self, password)
+
+    async def sessions(self) -> int:
+        return await self.server.sessions_of(self)
 
 
 @attrs.define
@@ -73,7 +96,7 @@ class Server:
     async def account(self) -> AsyncIterator[Account]:
         """A fresh login role owning a fresh database, both dropped on exit."""
         name = f"colima_pg_{secrets.token_hex(4)}"
-        account = Account(name, secrets.token_urlsafe(18), name)
+        account = Account(self, name, secrets.token_urlsafe(18))
         user = sql.Identifier(name)
         await self.execute(
             sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(user, account.password)
@@ -198,38 +221,3 @@ def private_postgres() -> Iterator[PrivateServer]:
     finally:
         server.stop()
         shutil.rmtree(workdir)
-
-
-@attrs.define
-class PostgresLogin:
-    """A role and database of one test's own on ``server``."""
-
-    server: Server
-    account: Account
-    password: str = attrs.field(repr=False)
-
-    @property
-    def ports(self) -> list[int]:
-        return [self.server.port]
-
-    def secret(self, password: str | None = None) -> dict[str, str]:
-        return self.account.secret(password or self.password)
-
-    def new_password(self) -> str:
-        return secrets.token_urlsafe(18)
-
-    async def rotate(self, password: str) -> None:
-        await self.server.rotate(self.account, password)
-        self.password = password
-
-    async def refuses(self, password: str) -> bool:
-        return await self.server.refuses(self.account, password)
-
-    async def sessions(self) -> int:
-        return await self.server.sessions_of(self.account)
-
-
-@asynccontextmanager
-async def postgres_login(server: Server) -> AsyncIterator[PostgresLogin]:
-    async with server.account() as account:
-        yield PostgresLogin(server, account, account.password)

@@ -1,5 +1,6 @@
 """Private vhosts and users on the shared RabbitMQ, made with rabbitmqctl and deleted afterwards,
-so the broker and its dev_vhost are never disturbed. The broker itself is never stopped."""
+so the broker and its dev_vhost are never disturbed. An account's password may have been rotated by
+an earlier test; it knows the current one. The broker itself is never stopped."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import secrets
 import shutil
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import aiormq
 import attrs
@@ -53,14 +54,32 @@ class Account:
     user: str
     vhost: str
     password: str = attrs.field(repr=False)
+    ports: list[int] = attrs.field(factory=lambda: [PORT])
 
     def secret(self, password: str | None = None) -> dict[str, str]:
         return {"user": self.user, "password": password or self.password, "vhost": self.vhost}
 
-    def rotate(self) -> str:
-        self.password = cli_safe_password()
-        rabbitmqctl("change_password", self.user, self.password)
-        return self.password
+    def new_password(self) -> str:
+        return cli_safe_password()
+
+    async def rotate(self, password: str) -> None:
+        """A new password, and the user's connections closed, as a rotation job would."""
+        await rabbitmqctl_async("change_password", self.user, password)
+        self.password = password
+        await rabbitmqctl_async("close_all_user_connections", self.user, "rotation test")
+        await asyncio.sleep(0.2)  # lets the adapter's reader take in the broker's Connection.Close
+
+    async def refuses(self, password: str) -> bool:
+        try:
+            connection = await aiormq.connect(self.amqp_url(password))
+        except aiormq.exceptions.ProbableAuthenticationError:
+            return True
+        await connection.close()
+        return False
+
+    async def sessions(self) -> int:
+        lines = await rabbitmqctl_async("list_connections", "--no-table-headers", "user")
+        return sum(line.strip() == self.user for line in lines.splitlines())
 
     def durable_queues(self) -> dict[str, bool]:
         lines = rabbitmqctl(
@@ -69,10 +88,6 @@ class Account:
         return {
             name: flag == "true" for name, flag in (line.split() for line in lines.splitlines())
         }
-
-    def connection_count(self) -> int:
-        lines = rabbitmqctl("list_connections", "--no-table-headers", "user")
-        return sum(line.strip() == self.user for line in lines.splitlines())
 
     def amqp_url(self, password: str | None = None) -> str:
         return f"amqp://{self.user}:{password or self.password}@{HOST}:{PORT}/{self.vhost}"
@@ -96,44 +111,3 @@ def rabbitmq_account() -> Iterator[Account]:
     finally:
         subprocess.run(["rabbitmqctl", "--quiet", "delete_user", name], capture_output=True)
         subprocess.run(["rabbitmqctl", "--quiet", "delete_vhost", name], capture_output=True)
-
-
-@attrs.define
-class RabbitMqLogin:
-    """``account`` as one test drives it; its password may have been rotated by an earlier test."""
-
-    account: Account
-    ports: list[int] = attrs.field(factory=lambda: [PORT])
-
-    @property
-    def password(self) -> str:
-        return self.account.password
-
-    def secret(self, password: str | None = None) -> dict[str, str]:
-        return self.account.secret(password)
-
-    def new_password(self) -> str:
-        return cli_safe_password()
-
-    async def rotate(self, password: str) -> None:
-        await rabbitmqctl_async("change_password", self.account.user, password)
-        self.account.password = password
-        await rabbitmqctl_async("close_all_user_connections", self.account.user, "rotation test")
-        await asyncio.sleep(0.2)  # lets the adapter's reader take in the broker's Connection.Close
-
-    async def refuses(self, password: str) -> bool:
-        try:
-            connection = await aiormq.connect(self.account.amqp_url(password))
-        except aiormq.exceptions.ProbableAuthenticationError:
-            return True
-        await connection.close()
-        return False
-
-    async def sessions(self) -> int:
-        lines = await rabbitmqctl_async("list_connections", "--no-table-headers", "user")
-        return sum(line.strip() == self.account.user for line in lines.splitlines())
-
-
-@asynccontextmanager
-async def rabbitmq_login(account: Account) -> AsyncIterator[RabbitMqLogin]:
-    yield RabbitMqLogin(account)

@@ -171,7 +171,7 @@ def private_cluster(workdir: Path) -> Iterator[PrivateCluster]:
 
 
 @attrs.define
-class RedisLogin:
+class Account:
     """An ACL user of one test's own on every node of ``cluster``; the adapter is given the three
     masters as seeds."""
 
@@ -225,8 +225,8 @@ class RedisLogin:
 
 
 @asynccontextmanager
-async def redis_login(cluster: PrivateCluster) -> AsyncIterator[RedisLogin]:
-    login = RedisLogin(cluster)
+async def redis_account(cluster: PrivateCluster) -> AsyncIterator[Account]:
+    login = Account(cluster)
     login.create()
     try:
         yield login
