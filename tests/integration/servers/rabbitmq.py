@@ -94,8 +94,9 @@ class Account:
 
 
 @contextmanager
-def rabbitmq_account() -> Iterator[Account]:
-    """A vhost and a user with every permission on it, both deleted on exit."""
+def rabbitmq_account(configure: str = ".*") -> Iterator[Account]:
+    """A vhost and a user with every permission on it but to configure (declare, delete) what
+    ``configure`` does not match, both deleted on exit."""
     if shutil.which("rabbitmqctl") is None:
         skip_or_fail("rabbitmqctl is not installed; it provisions the test vhost")
     name = f"colima_test_{uuid.uuid4().hex[:12]}"
@@ -106,7 +107,7 @@ def rabbitmq_account() -> Iterator[Account]:
         skip_or_fail(f"rabbitmqctl could not add a vhost ({type(exc).__name__}): broker down?")
     try:
         rabbitmqctl("add_user", account.user, account.password)
-        rabbitmqctl("set_permissions", "-p", account.vhost, account.user, ".*", ".*", ".*")
+        rabbitmqctl("set_permissions", "-p", account.vhost, account.user, configure, ".*", ".*")
         yield account
     finally:
         subprocess.run(["rabbitmqctl", "--quiet", "delete_user", name], capture_output=True)
