@@ -5,6 +5,10 @@ calls ``require_reachable`` once the adapter is open, and a marked param on the 
 ``pytest.param("postgres", marks=pytest.mark.postgres)``. Backends serving one of several services
 of a port (SQL databases, health probes) are named ``"<backend>:<service>"`` in memory; a live
 backend is just the service's name.
+
+The failure-behaviour tests (test_logins.py, test_outages.py) take the live adapters of
+live_adapters.py instead, with an ``account`` of their own on a server that checks passwords and a
+``writable_store`` (in memory, or a folder of the devstack's Vault) the test rotates secrets in.
 """
 
 from __future__ import annotations
