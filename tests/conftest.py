@@ -1,8 +1,16 @@
-"""What every test shares: the ``live`` marker."""
+"""What every test shares: the ``live`` marker, and the private servers both the contract suite
+and the integration tests provision accounts on, each started once per run, when a test first
+asks for it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from servers.mongo import Secantus, secantus
+from servers.postgres import PrivateServer, private_postgres
+from servers.rabbitmq import Account, rabbitmq_account
+from servers.redis import PrivateCluster, private_cluster
 
 SERVICE_MARKERS = ("integration", "vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq")
 
@@ -21,3 +29,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if any(item.get_closest_marker(name) for name in SERVICE_MARKERS):
             item.add_marker(pytest.mark.live)
+
+
+@pytest.fixture(scope="session")
+def private_postgres_server() -> Iterator[PrivateServer]:
+    """A PostgreSQL that checks passwords; a test that stops it starts it again."""
+    with private_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def secantus_server() -> Iterator[Secantus]:
+    with secantus() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_private_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateCluster]:
+    with private_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_test_account() -> Iterator[Account]:
+    """A vhost and user of the run's own on the shared broker; tests may rotate its password."""
+    with rabbitmq_account() as account:
+        yield account

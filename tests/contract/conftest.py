@@ -5,6 +5,10 @@ calls ``require_reachable`` once the adapter is open, and a marked param on the 
 ``pytest.param("postgres", marks=pytest.mark.postgres)``. Backends serving one of several services
 of a port (SQL databases, health probes) are named ``"<backend>:<service>"`` in memory; a live
 backend is just the service's name.
+
+The failure-behaviour tests (test_logins.py, test_outages.py) take the live adapters of
+live_adapters.py instead, with an ``account`` of their own on a server that checks passwords and a
+``writable_store`` (in memory, or a folder of the devstack's Vault) the test rotates secrets in.
 """
 
 from __future__ import annotations
@@ -12,10 +16,16 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, NoReturn
 
+import attrs
+import hvac
 import pytest
+from live_support import DEVSTACK_HINT, VaultFolder, skip_or_fail
+from servers.mongo import mongo_account
+from servers.mysql import mysql_account
+from servers.redis import redis_account
 
 from colima_ref.adapters import memory
 from colima_ref.adapters.credentials import CredentialSource
@@ -33,6 +43,8 @@ from colima_ref.ports.messaging import MessageBroker
 from colima_ref.ports.probes import HealthProbe
 from colima_ref.ports.secrets import SecretStore
 from colima_ref.ports.services import SERVICE_NAMES
+
+from .live_adapters import Account, LiveAdapter
 
 REACHABLE_WITHIN = 5.0  # seconds
 
@@ -124,6 +136,7 @@ def _redis(build: Callable[[RedisConnection], object]) -> Opener:
 
 OPENERS: dict[tuple[type[Any], str], Opener] = {
     (SecretStore, "vault"): _vault_secret_store,
+    (HealthProbe, "vault"): _vault_secret_store,
     (SqlDatabase, "postgres"): _postgres,
     (HealthProbe, "postgres"): _postgres,
     (SqlDatabase, "mysql"): _mysql,
@@ -192,10 +205,7 @@ def unreachable(service: str, detail: str, env: Mapping[str, str] = os.environ) 
 
     ``detail`` must be safe to print: no credential, no connection URL.
     """
-    reason = f"{service} is unreachable ({detail}); start it with `make devstack-up`"
-    if env.get("CI") == "true":
-        pytest.fail(f"{reason}. CI=true requires every service", pytrace=False)
-    pytest.skip(reason)
+    skip_or_fail(f"{service} is unreachable ({detail}); {DEVSTACK_HINT}", env)
 
 
 async def require_reachable(
@@ -214,3 +224,58 @@ async def require_reachable(
         unreachable(service, type(exc).__name__, env)
     if not health.healthy:
         unreachable(service, health.error or "reported unhealthy", env)
+
+
+ACCOUNTS: dict[str, Callable[[pytest.FixtureRequest], AbstractAsyncContextManager[Account]]] = {
+    "postgres": lambda request: request.getfixturevalue("private_postgres_server").account(),
+    "mysql": lambda _request: mysql_account(),
+    "mongodb": lambda request: mongo_account(request.getfixturevalue("secantus_server")),
+    "redis": lambda request: redis_account(request.getfixturevalue("redis_private_cluster")),
+    "rabbitmq": lambda request: nullcontext(request.getfixturevalue("rabbitmq_test_account")),
+}
+
+
+@pytest.fixture
+async def account(adapter: LiveAdapter, request: pytest.FixtureRequest) -> AsyncIterator[Account]:
+    """An account of the test's own on a server of ``adapter``'s service that checks passwords."""
+    async with ACCOUNTS[adapter.service](request) as opened:
+        yield opened
+
+
+@attrs.frozen
+class WritableStore:
+    """A SecretStore and how the test changes what it holds."""
+
+    store: SecretStore
+    put: Callable[[str, Mapping[str, str]], None]
+
+
+@asynccontextmanager
+async def _memory_store() -> AsyncIterator[WritableStore]:
+    store = memory.InMemorySecretStore(secrets={})
+    yield WritableStore(store, store.put)
+
+
+@asynccontextmanager
+async def _vault_folder() -> AsyncIterator[WritableStore]:
+    """The devstack's Vault, reading from a folder of the test's own (deleted afterwards)."""
+    addr = os.environ.get("VAULT_ADDR", "http://127.0.0.1:8200")
+    token = os.environ.get("VAULT_TOKEN", "root")
+    admin = hvac.Client(url=addr, token=token, timeout=5)
+    folder = VaultFolder(admin)
+    try:
+        async with VaultSecretStore.open(addr=addr, token=token, prefix=folder.prefix) as store:
+            await require_reachable("vault", store)
+            try:
+                yield WritableStore(store, folder.write)
+            finally:
+                folder.delete()
+    finally:
+        admin.adapter.close()
+
+
+@pytest.fixture(params=["memory", pytest.param("vault", marks=pytest.mark.vault)])
+async def writable_store(request: pytest.FixtureRequest) -> AsyncIterator[WritableStore]:
+    opened = _memory_store() if request.param == "memory" else _vault_folder()
+    async with opened as store:
+        yield store

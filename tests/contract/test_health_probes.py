@@ -29,6 +29,7 @@ INFO_KEYS = {
         pytest.param("mongodb", marks=pytest.mark.mongodb),
         pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
         pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("vault", marks=pytest.mark.vault),
     ]
 )
 def probe_backend(request: pytest.FixtureRequest) -> str:
@@ -42,7 +43,7 @@ async def probe(probe_backend: str) -> AsyncIterator[HealthProbe]:
         yield opened
 
 
-@pytest.fixture(params=["memory:vault"])
+@pytest.fixture(params=["memory:vault", pytest.param("vault", marks=pytest.mark.vault)])
 async def vault_probe(request: pytest.FixtureRequest) -> AsyncIterator[HealthProbe]:
     async with open_adapter(HealthProbe, request.param) as opened:
         yield opened

@@ -37,7 +37,8 @@ async def test_reading_a_missing_path_raises_not_found_naming_the_path(
     with pytest.raises(ResourceNotFoundError) as caught:
         await secret_store.read("no-such-service")
 
-    assert caught.value.details["secret_path"] == "no-such-service"
+    assert caught.value.status_code == 404
+    assert caught.value.details == {"secret_path": "no-such-service"}
 
 
 async def test_a_secret_never_shows_its_values_in_its_repr(secret_store: SecretStore) -> None:

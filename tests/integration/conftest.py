@@ -15,6 +15,7 @@ import hvac
 import pytest
 import requests
 from live_support import (
+    DEVSTACK_HINT,
     SECRET_PATHS,
     SUMMARIES,
     VaultFolder,
@@ -38,11 +39,11 @@ def devstack() -> dict[str, str]:
     try:
         env = read_devstack_env()
     except (OSError, subprocess.SubprocessError) as exc:
-        skip_or_fail(f"scripts/devstack.sh env failed ({type(exc).__name__})")
+        skip_or_fail(f"scripts/devstack.sh env failed ({type(exc).__name__}); {DEVSTACK_HINT}")
     for service, where in addresses(env).items():
         for host, port in where:
             if not listening(host, port):
-                skip_or_fail(f"{service} is not listening on {host}:{port}")
+                skip_or_fail(f"{service} is not listening on {host}:{port}; {DEVSTACK_HINT}")
     require_the_devstacks_vault(env)
     return env
 

@@ -1,5 +1,6 @@
-"""The helpers the live-server tests share: the devstack's variables, a real server process on a
-free port, TCP relays a test can cut, and a Vault folder of copied secrets.
+"""The helpers the live-server and contract tests share: the devstack's variables, a real server
+process on a free port, TCP relays a test can cut, a Vault folder of copied secrets, secret stores
+to hand an adapter, and the rule for a missing service (skip, or fail when CI=true).
 
 They live here rather than in conftest.py because every directory's conftest.py is imported under
 the one module name ``conftest``, so ``from conftest import ...`` would get whichever conftest
@@ -33,6 +34,11 @@ import httpx2
 import hvac
 import pytest
 
+from colima_ref.adapters.credentials import CredentialSource
+from colima_ref.adapters.memory import InMemorySecretStore
+from colima_ref.domain.models import Secret
+from colima_ref.ports.secrets import SecretStore
+
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 30.0
 SECRET_PATHS = ("postgres", "mysql", "mongodb", "redis-1", "rabbitmq")
@@ -61,10 +67,19 @@ QUIET = {
 SUMMARIES = pytest.StashKey[list[str]]()
 
 
-def skip_or_fail(reason: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true, so this fails instead of skipping)", pytrace=False)
-    pytest.skip(f"{reason}; start it with scripts/devstack.sh up")
+DEVSTACK_HINT = "start it with `make devstack-up`"
+
+
+def skip_or_fail(reason: str, env: Mapping[str, str] = os.environ) -> NoReturn:
+    """Skip the test because something it needs is missing, or fail it when CI=true.
+
+    ``reason`` must be safe to print: no credential, no connection URL.
+    """
+    if env.get("CI") == "true":
+        pytest.fail(
+            f"{reason}. CI=true requires every service and tool the tests need", pytrace=False
+        )
+    pytest.skip(reason)
 
 
 def free_port() -> int:
@@ -82,6 +97,23 @@ def every_text_of(exc: BaseException) -> str:
         texts += [str(current), repr(current), repr(getattr(current, "details", None))]
         current = current.__cause__ or current.__context__
     return "\n".join(texts)
+
+
+def credentials_for(path: str, secret: Mapping[str, str]) -> CredentialSource:
+    """What an adapter logs in with when the secret store holds only ``secret`` at ``path``."""
+    return CredentialSource(InMemorySecretStore(secrets={path: secret}))
+
+
+@attrs.define
+class CountingStore:
+    """A SecretStore that counts its reads, to see an adapter ask again after a refusal."""
+
+    inner: SecretStore
+    reads: int = 0
+
+    async def read(self, path: str) -> Secret:
+        self.reads += 1
+        return await self.inner.read(path)
 
 
 def listening(host: str, port: int) -> bool:

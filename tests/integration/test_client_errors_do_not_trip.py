@@ -24,7 +24,7 @@ import hvac
 import pytest
 import redis
 from live_support import QUIET, LiveServer, VaultFolder, read_secret
-from test_rabbitmq_adapter import Account, cli_safe_password, rabbitmqctl
+from servers.rabbitmq import Account, rabbitmq_account
 
 pytestmark = [pytest.mark.integration, pytest.mark.vault, pytest.mark.rabbitmq, pytest.mark.redis]
 
@@ -42,19 +42,9 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def broker_account() -> Iterator[Account]:
-    name = f"colima_test_{uuid.uuid4().hex[:12]}"
-    account = Account(user=name, vhost=name, password=cli_safe_password())
-    rabbitmqctl("add_vhost", account.vhost)
-    try:
-        rabbitmqctl("add_user", account.user, account.password)
-        # Every queue but denied-*: the broker refuses those names on the channel (403).
-        rabbitmqctl(
-            "set_permissions", "-p", account.vhost, account.user, "^(?!denied-).*", ".*", ".*"
-        )
+    # Every queue but denied-*: the broker refuses those names on the channel (403).
+    with rabbitmq_account(configure="^(?!denied-).*") as account:
         yield account
-    finally:
-        rabbitmqctl("delete_user", account.user)
-        rabbitmqctl("delete_vhost", account.vhost)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
-from typing import NoReturn
 
 import aiormq
 import asyncmy
@@ -22,6 +21,7 @@ import psycopg
 import pytest
 import requests
 from asyncmy.errors import OperationalError as MySqlOperationalError
+from live_support import DEVSTACK_HINT, skip_or_fail
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure
 from redis.asyncio.cluster import RedisCluster
@@ -45,19 +45,13 @@ MONGO_AUTH_FAILED = 18
 Secret = dict[str, str]
 
 
-def unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true, so this fails instead of skipping)")
-    pytest.skip(f"{reason}; start it with scripts/devstack.sh up")
-
-
 def require_listening(secret: Secret, service: str) -> None:
     address = (secret["host"], int(secret["port"]))
     try:
         with socket.create_connection(address, timeout=2):
             pass
     except OSError:
-        unavailable(f"{service} is not listening on {address[0]}:{address[1]}")
+        skip_or_fail(f"{service} is not listening on {address[0]}:{address[1]}; {DEVSTACK_HINT}")
 
 
 def wrong(password: str) -> str:
@@ -71,7 +65,7 @@ def vault() -> Iterator[hvac.Client]:
         authenticated = client.is_authenticated()
     except requests.RequestException:
         client.adapter.close()
-        unavailable(f"no Vault answers at {VAULT_ADDR}")
+        skip_or_fail(f"no Vault answers at {VAULT_ADDR}; {DEVSTACK_HINT}")
     if not authenticated:
         client.adapter.close()
         pytest.fail(f"Vault at {VAULT_ADDR} rejects the token from VAULT_TOKEN")
@@ -85,7 +79,7 @@ def read_secret(vault: hvac.Client, path: str) -> Secret:
             path=path, mount_point="secret", raise_on_deleted_version=True
         )
     except hvac.exceptions.InvalidPath:
-        unavailable(f"secret/{path} is not in Vault")
+        skip_or_fail(f"secret/{path} is not in Vault; {DEVSTACK_HINT}")
     data: Secret = response["data"]["data"]
     return data
 

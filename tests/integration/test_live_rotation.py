@@ -2,7 +2,7 @@
 very next request, with no restart.
 
 The shared PostgreSQL trusts local logins, so PostgreSQL runs as a private scram-sha-256 server
-(`test_postgres_adapter.PrivateServer`); MariaDB checks passwords, so it gets a dedicated user.
+(`servers.postgres.PrivateServer`); MariaDB checks passwords, so it gets a dedicated user.
 The server reads both secrets from a Vault folder of copies (VAULT_PATH_PREFIX), so the shared
 ``secret/postgres`` and ``secret/mysql`` stay intact. Everything is dropped afterwards.
 """
@@ -24,23 +24,17 @@ from live_support import (
     VaultFolder,
     assert_clean_shutdown,
 )
-from test_postgres_adapter import Account, PrivateServer, private_postgres
+from servers.postgres import Account, PrivateServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.vault, pytest.mark.postgres, pytest.mark.mysql]
 
 
 @pytest.fixture(scope="module")
-def postgres_server() -> Iterator[PrivateServer]:
-    with private_postgres() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def postgres_account(postgres_server: PrivateServer) -> Iterator[Account]:
+def postgres_account(private_postgres_server: PrivateServer) -> Iterator[Account]:
     # Module-wide, while pytest-asyncio gives each test a loop of its own. One loop for both
     # steps: asyncio.run would finalise the generator (dropping the role) as soon as it returns.
     loop = asyncio.new_event_loop()
-    created = postgres_server.account()
+    created = private_postgres_server.account()
     try:
         yield loop.run_until_complete(created.__aenter__())
         loop.run_until_complete(created.__aexit__(None, None, None))
@@ -101,7 +95,7 @@ class Rotation:
 def rotation(
     devstack: dict[str, str],
     vault_admin: hvac.Client,
-    postgres_server: PrivateServer,
+    private_postgres_server: PrivateServer,
     postgres_account: Account,
     mysql_user: MariaDbUser,
     tmp_path_factory: pytest.TempPathFactory,
@@ -119,7 +113,7 @@ def rotation(
         # On, so that a rotation is seen to drop the cached Vault answers.
         "RESPONSE_CACHE_ENABLED": "true",
         "VAULT_PATH_PREFIX": folder.prefix,
-        "POSTGRES_PORT": str(postgres_server.port),
+        "POSTGRES_PORT": str(private_postgres_server.port),
     }
     server = LiveServer(env, tmp_path_factory.mktemp("live-rotation"))
     try:
@@ -132,17 +126,17 @@ def rotation(
 
 
 async def test_a_postgres_password_rotated_in_the_server_and_vault_serves_the_next_request(
-    rotation: Rotation, postgres_server: PrivateServer, postgres_account: Account
+    rotation: Rotation, private_postgres_server: PrivateServer, postgres_account: Account
 ) -> None:
     path = "/examples/database/postgres/query"
     first = rotation.server.get(path)
     assert first.status_code == 200, first.text
     new_password = secrets.token_urlsafe(18)
 
-    await postgres_server.rotate(postgres_account, new_password)
+    await private_postgres_server.rotate(postgres_account, new_password)
     rotation.folder.write("postgres", postgres_account.secret(new_password))
 
-    assert await postgres_server.refuses(postgres_account, postgres_account.password)
+    assert await private_postgres_server.refuses(postgres_account, postgres_account.password)
     response = rotation.server.get(path)
     assert response.status_code == 200, response.text
     assert new_password not in rotation.server.stdout + rotation.server.stderr

@@ -2,16 +2,15 @@
 the call after the secret is fixed reads it at once instead of waiting out a pool checkout.
 
 The shared PostgreSQL trusts local logins, so this runs on a private scram-sha-256 server
-(`test_postgres_adapter.PrivateServer`).
+(`servers.postgres.PrivateServer`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
-from test_postgres_adapter import PrivateServer, private_postgres
+from servers.postgres import PrivateServer
 
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore
@@ -23,20 +22,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 CONNECT_TIMEOUT = 1.0
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PrivateServer]:
-    with private_postgres() as server:
-        yield server
-
-
 async def test_the_call_after_the_secret_is_fixed_is_served_without_a_pool_wait(
-    server: PrivateServer,
+    private_postgres_server: PrivateServer,
 ) -> None:
-    right = {"user": "postgres", "password": str(server.admin_password), "database": "postgres"}
+    right = {
+        "user": "postgres",
+        "password": str(private_postgres_server.admin_password),
+        "database": "postgres",
+    }
     store = InMemorySecretStore(secrets={"postgres": {**right, "password": "wrong"}})
     async with PostgresDatabase.open(
         host="127.0.0.1",
-        port=server.port,
+        port=private_postgres_server.port,
         credentials=CredentialSource(store),
         connect_timeout=CONNECT_TIMEOUT,
     ) as database:

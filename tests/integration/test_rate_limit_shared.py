@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx2
 import pytest
 import redis
-from live_support import free_port
+from live_support import free_port, skip_or_fail
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
@@ -33,12 +33,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
 REDIS_URL = os.environ.get("RATE_LIMIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 STARTUP_TIMEOUT = 20.0  # seconds
-
-
-def skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}. CI=true requires every service", pytrace=False)
-    pytest.skip(reason)
 
 
 def require_redis() -> None:

@@ -32,7 +32,7 @@ import hvac
 import pytest
 import redis
 from live_support import QUIET, LiveServer, VaultFolder
-from test_redis_adapter import free_node_port, wait_for
+from servers.redis import free_node_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.vault]
 

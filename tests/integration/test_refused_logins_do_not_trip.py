@@ -6,7 +6,7 @@ Vault folder of copies (VAULT_PATH_PREFIX) in which every password starts out wr
 sends more requests than the breaker allows outages, then writes the right password into the
 folder. The shared accounts keep their passwords: only the folder's copies change. The shared
 PostgreSQL trusts local logins, so PostgreSQL runs as a private scram-sha-256 server
-(`test_postgres_adapter.PrivateServer`).
+(`servers.postgres.PrivateServer`).
 
 Vault's own refusals (a revoked token, an AppRole login with a wrong secret_id) are checked on
 the store itself, the AppRole one on a private dev server.
@@ -29,8 +29,8 @@ from live_support import (
     VaultFolder,
     read_secret,
 )
-from test_postgres_adapter import PrivateServer, private_postgres
-from test_vault_adapter import DevVault, make_approle, start_dev_vault
+from servers.postgres import PrivateServer
+from servers.vault import DevVault, make_approle, start_dev_vault
 
 from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.vault import VaultSecretStore
@@ -75,22 +75,16 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def postgres_server() -> Iterator[PrivateServer]:
-    with private_postgres() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def stack(
     devstack: dict[str, str],
     vault_admin: hvac.Client,
-    postgres_server: PrivateServer,
+    private_postgres_server: PrivateServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     right = {path: read_secret(vault_admin, path) for path in SECRET_PATHS}
     right["postgres"] = {
         "user": "postgres",
-        "password": str(postgres_server.admin_password),
+        "password": str(private_postgres_server.admin_password),
         "database": "postgres",
     }
     folder = VaultFolder(vault_admin)
@@ -104,7 +98,7 @@ def stack(
         "CIRCUIT_BREAKER_RESET_TIMEOUT": "60",
         "CONNECT_TIMEOUT": "1",
         "VAULT_PATH_PREFIX": folder.prefix,
-        "POSTGRES_PORT": str(postgres_server.port),
+        "POSTGRES_PORT": str(private_postgres_server.port),
     }
     server = LiveServer(env, tmp_path_factory.mktemp("refused-logins"))
     try:

@@ -1,29 +1,26 @@
-"""VaultSecretStore against private OpenBao dev servers: auth, token lifecycle, failures.
+"""VaultSecretStore against private OpenBao dev servers: auth, token lifecycle, sealing,
+failures. A missing path, a closed port and a silent server are in the contract suite
+(tests/contract/test_secret_store.py, test_outages.py).
 
-Every server here is started by these tests on a free loopback port and stopped by them, so
-sealing or killing one never disturbs the shared devstack on 8200.
+Every server here is started by these tests on a free loopback port and stopped by them
+(servers/vault.py), so sealing or killing one never disturbs the shared devstack on 8200.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import re
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import attrs
 import hvac
 import pytest
 import requests
-from live_support import free_port
+from servers.vault import POSTGRES, ROOT, AppRole, DevVault, make_approle, start_dev_vault
 from structlog.testing import capture_logs
 
 from colima_ref.adapters.vault import VaultSecretStore
@@ -35,94 +32,6 @@ from colima_ref.domain.errors import (
 from colima_ref.domain.masking import mask_secrets
 
 pytestmark = [pytest.mark.vault, pytest.mark.integration]
-
-BAO = Path(sys.executable).with_name("bao")
-ROOT = "root"
-READER_POLICY = 'path "secret/data/*" { capabilities = ["read"] }'
-POSTGRES = {"user": "app", "password": "vault-test-password", "port": 5432}
-
-
-@attrs.define
-class DevVault:
-    """One `bao server -dev` on 127.0.0.1, restartable on the same port."""
-
-    workdir: Path
-    port: int = attrs.field(factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-    unseal_key: str = ""
-
-    @property
-    def addr(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        log_path = self.workdir / f"bao-{self.port}.log"
-        # HOME is private so the dev server's token helper never writes the user's ~/.vault-token.
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.workdir)}
-        with log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(BAO),
-                    "server",
-                    "-dev",
-                    f"-dev-root-token-id={ROOT}",
-                    f"-dev-listen-address=127.0.0.1:{self.port}",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            found = re.search(r"Unseal Key: (\S+)", log_path.read_text(errors="replace"))
-            if found and self._answers():
-                self.unseal_key = found.group(1)
-                # Closed here: an hvac client left to the collector warns of its open socket in
-                # whichever later test the collection happens to run.
-                root = self.root()
-                try:
-                    root.sys.enable_auth_method("approle")
-                    root.sys.create_or_update_policy("reader", READER_POLICY)
-                finally:
-                    root.adapter.close()
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        pytest.fail(f"bao dev server on port {self.port} did not start, see {log_path}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def root(self) -> hvac.Client:
-        return hvac.Client(url=self.addr, token=ROOT, timeout=2)
-
-    def put(self, path: str, data: dict[str, Any], mount: str = "secret") -> None:
-        client = self.root()
-        client.secrets.kv.v2.create_or_update_secret(path=path, secret=data, mount_point=mount)
-        client.adapter.close()
-
-    def _answers(self) -> bool:
-        try:
-            return requests.get(f"{self.addr}/v1/sys/health", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-
-def start_dev_vault(workdir: Path) -> DevVault:
-    if not BAO.exists():
-        reason = f"the bao binary is not installed at {BAO} (uv sync --group devstack)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    vault = DevVault(workdir)
-    vault.start()
-    vault.put("postgres", POSTGRES)
-    return vault
 
 
 @pytest.fixture(scope="session")
@@ -145,24 +54,6 @@ def own_vault(tmp_path: Path) -> Iterator[DevVault]:
 async def root_store(shared_vault: DevVault) -> AsyncIterator[VaultSecretStore]:
     async with VaultSecretStore.open(addr=shared_vault.addr, token=ROOT) as store:
         yield store
-
-
-@attrs.frozen
-class AppRole:
-    name: str
-    role_id: str
-    secret_id: str
-
-
-def make_approle(vault: DevVault, **token_settings: Any) -> AppRole:
-    """A fresh AppRole reading secret/*, so logins can be counted per test."""
-    root = vault.root()
-    name = f"app-{uuid.uuid4().hex[:8]}"
-    root.auth.approle.create_or_update_approle(name, token_policies=["reader"], **token_settings)
-    role_id = root.auth.approle.read_role_id(name)["data"]["role_id"]
-    secret_id = root.auth.approle.generate_secret_id(name)["data"]["secret_id"]
-    root.adapter.close()
-    return AppRole(name, role_id, secret_id)
 
 
 def approle_token_accessors(vault: DevVault, role: AppRole) -> list[str]:
@@ -212,16 +103,6 @@ async def test_mount_and_prefix_are_applied_to_every_read(shared_vault: DevVault
     assert secret.data == {"user": "prefixed"}
 
 
-async def test_a_missing_path_raises_not_found_naming_the_path(
-    root_store: VaultSecretStore,
-) -> None:
-    with pytest.raises(ResourceNotFoundError) as caught:
-        await root_store.read("no-such-service")
-
-    assert caught.value.status_code == 404
-    assert caught.value.details == {"secret_path": "no-such-service"}
-
-
 async def test_a_deleted_secret_raises_not_found(
     shared_vault: DevVault, root_store: VaultSecretStore
 ) -> None:
@@ -266,17 +147,6 @@ async def test_health_reports_initialized_sealed_standby_and_the_server_version(
         "details": {"initialized": True, "sealed": False, "standby": False},
         "version": served["version"],
     }
-
-
-async def test_start_up_succeeds_while_vault_is_down_and_calls_answer_unavailable() -> None:
-    async with VaultSecretStore.open(addr=f"http://127.0.0.1:{free_port()}", token=ROOT) as store:
-        with pytest.raises(VaultUnavailableError) as on_read:
-            await store.read("postgres")
-        with pytest.raises(VaultUnavailableError) as on_check:
-            await store.check()
-
-    assert on_read.value.details["reason"] == "unreachable"
-    assert on_check.value.details["reason"] == "unreachable"
 
 
 async def test_a_server_that_never_answers_is_unavailable_after_the_timeout() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from live_support import skip_or_fail
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
@@ -69,10 +69,7 @@ def vendor_dir() -> Path:
     needed = (*docs.SWAGGER_ASSETS, *docs.REDOC_ASSETS)
     missing = [name for name in needed if not (docs.DEFAULT_ASSETS_DIR / name).is_file()]
     if missing:
-        reason = f"docs assets {missing} not installed: run `{docs.FETCH_COMMAND}`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}. CI=true requires them", pytrace=False)
-        pytest.skip(reason)
+        skip_or_fail(f"docs assets {missing} not installed: run `{docs.FETCH_COMMAND}`")
     return docs.DEFAULT_ASSETS_DIR
 
 
