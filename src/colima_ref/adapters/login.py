@@ -35,6 +35,12 @@ class LoginOptions(TypedDict, total=False):
     breaker: ServiceBreaker | None
 
 
+def cause_of(exc: BaseException | None) -> dict[str, str]:
+    """The details naming what ``exc`` is, never what it says: a driver's message may quote the
+    server or a secret."""
+    return {} if exc is None else {"cause": type(exc).__name__}
+
+
 def options_from(
     settings: Settings, credentials: CredentialSource, breaker: ServiceBreaker | None = None
 ) -> LoginOptions:
@@ -95,7 +101,7 @@ class Login(Generic[C]):
         bypasses the breaker and is not recorded."""
         return await through(None if probe else self.breaker, self.call, call, operation=operation)
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the client. The next call builds a new one."""
         async with self._lock:
             if self.current is not None:
@@ -173,10 +179,9 @@ class Login(Generic[C]):
             ) from exc
 
     def _refusal(self, exc: LoginRefusedError) -> errors.ServiceUnavailableError:
-        cause = exc.__cause__
         return self.service.error(
             f"{self.service.name} refused the credentials from the secret store",
-            {} if cause is None else {"cause": type(cause).__name__},
+            cause_of(exc.__cause__),
             service=self.service.key,
             outage=False,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any, TypeVar, Unpack
 
 import attrs
@@ -17,7 +17,14 @@ from pymongo.errors import (
 
 from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.credentials import CredentialSource
-from colima_ref.adapters.login import Login, LoginOptions, LoginRefusedError, Service, options_from
+from colima_ref.adapters.login import (
+    Login,
+    LoginOptions,
+    LoginRefusedError,
+    Service,
+    cause_of,
+    options_from,
+)
 from colima_ref.domain import errors
 from colima_ref.domain.models import Secret, ServiceHealth
 from colima_ref.settings import Settings
@@ -80,8 +87,7 @@ class MongoDocumentDatabase:
         return Login(service=MONGODB, build=self._build, close_client=_close, **self._options)
 
     @classmethod
-    @contextlib.asynccontextmanager
-    async def open(
+    def open(
         cls,
         *,
         host: str,
@@ -91,17 +97,15 @@ class MongoDocumentDatabase:
         min_size: int = 1,
         max_size: int = 10,
         **options: Unpack[LoginOptions],
-    ) -> AsyncIterator[MongoDocumentDatabase]:
-        """Yield a database that connects on first use and closes its client on exit.
+    ) -> contextlib.aclosing[MongoDocumentDatabase]:
+        """A database that connects on first use and closes its client when the block exits.
 
         Nothing is read or connected before the first call, so this succeeds while MongoDB or
         the secret store is down.
         """
-        database = cls(host, port, options, auth_source, direct_connection, min_size, max_size)
-        try:
-            yield database
-        finally:
-            await database.close()
+        return contextlib.aclosing(
+            cls(host, port, options, auth_source, direct_connection, min_size, max_size)
+        )
 
     @classmethod
     def from_settings(
@@ -132,9 +136,9 @@ class MongoDocumentDatabase:
         )
         return ServiceHealth(healthy=True, info={"version": str(info.get("version", "unknown"))})
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the client and its pool. The next call would build a new one."""
-        await self._login.close()
+        await self._login.aclose()
 
     async def _build(self, secret: Secret) -> _Session:
         database = secret.data.get("database", "")
@@ -177,10 +181,6 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-def _cause(exc: BaseException | None) -> dict[str, str]:
-    return {"cause": type(exc).__name__} if exc is not None else {}
-
-
 async def _translated(command: Awaitable[T]) -> T:
     """Await ``command``, raising our errors for pymongo's. Our messages only: the driver's
     quote the server."""
@@ -188,35 +188,35 @@ async def _translated(command: Awaitable[T]) -> T:
         return await command
     except ServerSelectionTimeoutError as exc:
         raise errors.DatabaseConnectionError(
-            "MongoDB is unreachable", _cause(exc), service=SERVICE
+            "MongoDB is unreachable", cause_of(exc), service=SERVICE
         ) from exc
     except OperationFailure as exc:
         if exc.code == _AUTHENTICATION_FAILED:
             raise LoginRefusedError from exc
         if exc.timeout:
             raise errors.OperationTimeoutError(
-                "MongoDB gave up on the command in time", {"service": SERVICE, **_cause(exc)}
+                "MongoDB gave up on the command in time", {"service": SERVICE, **cause_of(exc)}
             ) from exc
         if exc.code == _UNAUTHORIZED:
             # Our user's roles, not the server's health: no breaker counts it.
             raise errors.DatabaseConnectionError(
                 "MongoDB does not let our user run the command",
-                {**_cause(exc), "code": exc.code},
+                {**cause_of(exc), "code": exc.code},
                 service=SERVICE,
                 outage=False,
             ) from exc
         raise errors.DatabaseConnectionError(
-            "MongoDB failed the command", {**_cause(exc), "code": exc.code}, service=SERVICE
+            "MongoDB failed the command", {**cause_of(exc), "code": exc.code}, service=SERVICE
         ) from exc
     except PyMongoError as exc:
         if exc.timeout:
             raise errors.OperationTimeoutError(
-                "MongoDB did not answer in time", {"service": SERVICE, **_cause(exc)}
+                "MongoDB did not answer in time", {"service": SERVICE, **cause_of(exc)}
             ) from exc
         if isinstance(exc, ConnectionFailure):
             raise errors.DatabaseConnectionError(
-                "MongoDB dropped the connection", _cause(exc), service=SERVICE
+                "MongoDB dropped the connection", cause_of(exc), service=SERVICE
             ) from exc
         raise errors.DatabaseConnectionError(
-            "MongoDB failed the command", _cause(exc), service=SERVICE
+            "MongoDB failed the command", cause_of(exc), service=SERVICE
         ) from exc

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterator
 from typing import Any, NoReturn, Unpack
 
 import asyncmy
@@ -14,7 +13,14 @@ from asyncmy.pool import Pool
 
 from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.credentials import CredentialSource
-from colima_ref.adapters.login import Login, LoginOptions, LoginRefusedError, Service, options_from
+from colima_ref.adapters.login import (
+    Login,
+    LoginOptions,
+    LoginRefusedError,
+    Service,
+    cause_of,
+    options_from,
+)
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueryResult, Secret, ServiceHealth
 from colima_ref.settings import Settings
@@ -57,8 +63,7 @@ class MySqlDatabase:
         return Login(service=MYSQL, build=self._create, close_client=_close, **self._options)
 
     @classmethod
-    @contextlib.asynccontextmanager
-    async def open(
+    def open(
         cls,
         *,
         host: str,
@@ -66,17 +71,13 @@ class MySqlDatabase:
         min_size: int = 1,
         max_size: int = 10,
         **options: Unpack[LoginOptions],
-    ) -> AsyncIterator[MySqlDatabase]:
-        """Yield a database that connects on first use and closes its pool on exit.
+    ) -> contextlib.aclosing[MySqlDatabase]:
+        """A database that connects on first use and closes its pool when the block exits.
 
         Nothing is read or connected before the first call, so this succeeds while the server
         or the secret store is down.
         """
-        database = cls(host, port, options, min_size, max_size)
-        try:
-            yield database
-        finally:
-            await database.close()
+        return contextlib.aclosing(cls(host, port, options, min_size, max_size))
 
     @classmethod
     def from_settings(
@@ -105,9 +106,9 @@ class MySqlDatabase:
         )
         return ServiceHealth(healthy=True, info={"version": str(version)})
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the pool and every connection in it. The next call would create a new one."""
-        await self._login.close()
+        await self._login.aclose()
 
     async def _create(self, secret: Secret) -> Pool:
         try:
@@ -136,7 +137,7 @@ async def _first_value(pool: Pool, sql: str) -> Any:
             # asyncmy's answer to a caller still waiting when a refused login closed the pool.
             raise errors.DatabaseConnectionError(
                 "The MySQL pool was replaced while the call waited for a connection",
-                {"cause": type(exc).__name__},
+                cause_of(exc),
                 service=SERVICE,
             ) from exc
         try:
@@ -164,6 +165,6 @@ def _raise_translated(exc: MySQLError) -> NoReturn:
         raise LoginRefusedError from exc
     raise errors.DatabaseConnectionError(
         "MySQL is unreachable or failed the query",
-        {"cause": type(exc).__name__},
+        cause_of(exc),
         service=SERVICE,
     ) from exc

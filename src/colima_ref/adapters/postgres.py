@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import math
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, LiteralString, NoReturn, TypeVar, Unpack
 
 import attrs
@@ -17,7 +17,14 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.credentials import CredentialSource
-from colima_ref.adapters.login import Login, LoginOptions, LoginRefusedError, Service, options_from
+from colima_ref.adapters.login import (
+    Login,
+    LoginOptions,
+    LoginRefusedError,
+    Service,
+    cause_of,
+    options_from,
+)
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueryResult, Secret, ServiceHealth
 from colima_ref.domain.shared_runs import SharedRuns
@@ -95,8 +102,7 @@ class PostgresDatabase:
         return Login(service=POSTGRES, build=self._build, close_client=_close, **self._options)
 
     @classmethod
-    @contextlib.asynccontextmanager
-    async def open(
+    def open(
         cls,
         *,
         host: str,
@@ -104,17 +110,13 @@ class PostgresDatabase:
         min_size: int = 1,
         max_size: int = 10,
         **options: Unpack[LoginOptions],
-    ) -> AsyncIterator[PostgresDatabase]:
-        """Yield a database that connects on first use and closes its pool on exit.
+    ) -> contextlib.aclosing[PostgresDatabase]:
+        """A database that connects on first use and closes its pool when the block exits.
 
         Nothing is read or connected before the first call, so this succeeds while PostgreSQL
         or the secret store is down.
         """
-        database = cls(host, port, options, min_size, max_size)
-        try:
-            yield database
-        finally:
-            await database.close()
+        return contextlib.aclosing(cls(host, port, options, min_size, max_size))
 
     @classmethod
     def from_settings(
@@ -143,9 +145,9 @@ class PostgresDatabase:
         )
         return ServiceHealth(healthy=True, info={"version": " ".join(version.split()[:2])})
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the pool and every connection in it. The next call would build a new one."""
-        await self._login.close()
+        await self._login.aclose()
 
     async def _run(
         self, query: Callable[[Connection], Awaitable[T]], *, operation: str, probe: bool = False
@@ -275,10 +277,6 @@ async def _first_value_as_text(conn: Connection, sql: LiteralString) -> str:
     return str(value)
 
 
-def _cause(exc: BaseException | None) -> dict[str, str]:
-    return {"cause": type(exc).__name__} if exc is not None else {}
-
-
 def _raise_translated(exc: psycopg.Error) -> NoReturn:
     """Raise our error for psycopg's ``exc``. Our messages only: the driver's may quote the
     server."""
@@ -286,8 +284,8 @@ def _raise_translated(exc: psycopg.Error) -> NoReturn:
         if exc.sqlstate in {"28P01", "28000"} or _LOGIN_REJECTED.search(str(exc)):
             raise LoginRefusedError from exc
         raise errors.DatabaseConnectionError(
-            "PostgreSQL is unreachable", _cause(exc), service=SERVICE
+            "PostgreSQL is unreachable", cause_of(exc), service=SERVICE
         ) from exc
     raise errors.DatabaseConnectionError(
-        "PostgreSQL failed the query", _cause(exc), service=SERVICE
+        "PostgreSQL failed the query", cause_of(exc), service=SERVICE
     ) from exc

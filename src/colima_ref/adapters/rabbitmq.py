@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import TypeVar, Unpack
 
 import aiormq
@@ -29,7 +29,14 @@ from yarl import URL
 
 from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.credentials import CredentialSource
-from colima_ref.adapters.login import Login, LoginOptions, LoginRefusedError, Service, options_from
+from colima_ref.adapters.login import (
+    Login,
+    LoginOptions,
+    LoginRefusedError,
+    Service,
+    cause_of,
+    options_from,
+)
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueueInfo, Secret, ServiceHealth
 from colima_ref.domain.shared_runs import SharedRuns
@@ -120,8 +127,7 @@ class RabbitMqBroker:
         )
 
     @classmethod
-    @contextlib.asynccontextmanager
-    async def open(
+    def open(
         cls,
         *,
         host: str,
@@ -129,17 +135,13 @@ class RabbitMqBroker:
         default_vhost: str = DEFAULT_VHOST,
         heartbeat: int = 60,
         **options: Unpack[LoginOptions],
-    ) -> AsyncIterator[RabbitMqBroker]:
-        """Yield a broker that connects on first use and closes its connection on exit.
+    ) -> contextlib.aclosing[RabbitMqBroker]:
+        """A broker that connects on first use and closes its connection when the block exits.
 
         Nothing is read or connected before the first call, so this succeeds while RabbitMQ or
         the secret store is down. ``heartbeat`` (seconds) is how soon a silent broker is noticed.
         """
-        broker = cls(host, port, options, default_vhost, heartbeat)
-        try:
-            yield broker
-        finally:
-            await broker.close()
+        return contextlib.aclosing(cls(host, port, options, default_vhost, heartbeat))
 
     @classmethod
     def from_settings(
@@ -175,9 +177,9 @@ class RabbitMqBroker:
         )
         return ServiceHealth(healthy=True, info={"version": version})
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the connection and its channels. The next call would open a new one."""
-        await self._login.close()
+        await self._login.aclose()
 
     async def _connect(self, secret: Secret) -> AbstractConnection:
         vhost = secret.data.get("vhost") or self._default_vhost
@@ -199,7 +201,7 @@ class RabbitMqBroker:
             await connection.close()
             raise errors.MessageQueueError(
                 f"RabbitMQ accepted no connection within {self._login.connect_timeout:g} s",
-                _cause(exc),
+                cause_of(exc),
                 service=SERVICE,
             ) from exc
         except BaseException:
@@ -282,12 +284,8 @@ async def _queue_info(connection: AbstractConnection, queue: str) -> QueueInfo:
     )
 
 
-def _cause(exc: BaseException | None) -> dict[str, str]:
-    return {"cause": type(exc).__name__} if exc is not None else {}
-
-
 def _refused_queue(message: str, exc: AMQPChannelError) -> errors.ValidationError:
-    return errors.ValidationError.for_field("queue_name", message, **_cause(exc))
+    return errors.ValidationError.for_field("queue_name", message, **cause_of(exc))
 
 
 async def _translated(call: Awaitable[T]) -> T:
@@ -299,11 +297,11 @@ async def _translated(call: Awaitable[T]) -> T:
         raise LoginRefusedError from exc
     except PublishError as exc:
         raise errors.MessageQueueError(
-            "RabbitMQ returned the message: no queue took it", _cause(exc), service=SERVICE
+            "RabbitMQ returned the message: no queue took it", cause_of(exc), service=SERVICE
         ) from exc
     except DeliveryError as exc:
         raise errors.MessageQueueError(
-            "RabbitMQ did not take the message", _cause(exc), service=SERVICE
+            "RabbitMQ did not take the message", cause_of(exc), service=SERVICE
         ) from exc
     # The channel-level refusals of a queue the client named: answers about that name, which
     # another name avoids, so client errors that no circuit breaker counts.
@@ -321,14 +319,17 @@ async def _translated(call: Awaitable[T]) -> T:
         ) from exc
     except AMQPChannelError as exc:
         raise errors.MessageQueueError(
-            "RabbitMQ closed the channel", _cause(exc), service=SERVICE
+            "RabbitMQ closed the channel", cause_of(exc), service=SERVICE
         ) from exc
     except InvalidFrameError as exc:
         # What aiormq raises when the broker closes the handshake, e.g. for an unknown vhost.
         raise errors.MessageQueueError(
-            "RabbitMQ refused to open the virtual host", _cause(exc), service=SERVICE, outage=False
+            "RabbitMQ refused to open the virtual host",
+            cause_of(exc),
+            service=SERVICE,
+            outage=False,
         ) from exc
     except (AMQPError, ChannelInvalidStateError, ConnectionError, OSError) as exc:
         raise errors.MessageQueueError(
-            "RabbitMQ is unreachable or dropped the connection", _cause(exc), service=SERVICE
+            "RabbitMQ is unreachable or dropped the connection", cause_of(exc), service=SERVICE
         ) from exc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, NoReturn, TypeVar, Unpack
 
 import attrs
@@ -16,7 +16,14 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.credentials import CredentialSource
-from colima_ref.adapters.login import Login, LoginOptions, LoginRefusedError, Service, options_from
+from colima_ref.adapters.login import (
+    Login,
+    LoginOptions,
+    LoginRefusedError,
+    Service,
+    cause_of,
+    options_from,
+)
 from colima_ref.adapters.redis.breakers import NodeBreakers
 from colima_ref.domain import errors
 from colima_ref.domain.models import Secret
@@ -108,8 +115,7 @@ class RedisConnection:
             raise ValueError("RedisConnection needs at least one node")
 
     @classmethod
-    @contextlib.asynccontextmanager
-    async def open(
+    def open(
         cls,
         *,
         nodes: Sequence[Address],
@@ -117,8 +123,8 @@ class RedisConnection:
         max_connections: int = 10,
         breakers: NodeBreakers | None = None,
         **options: Unpack[LoginOptions],
-    ) -> AsyncIterator[RedisConnection]:
-        """Yield a connection that builds its client on first use and closes it on exit.
+    ) -> contextlib.aclosing[RedisConnection]:
+        """A connection that builds its client on first use and closes it when the block exits.
 
         ``nodes`` are ``(host, port)`` pairs: the cluster's seeds, or the one server. Nothing
         is read or connected before the first call, so this succeeds while Redis or the secret
@@ -126,11 +132,7 @@ class RedisConnection:
         ``options`` guards the whole service where there are no ``breakers`` per node.
         """
         cluster = len(nodes) > 1 if cluster is None else cluster
-        connection = cls(nodes, options, cluster, max_connections, breakers)
-        try:
-            yield connection
-        finally:
-            await connection.close()
+        return contextlib.aclosing(cls(nodes, options, cluster, max_connections, breakers))
 
     @classmethod
     def from_settings(
@@ -181,9 +183,9 @@ class RedisConnection:
 
         return await self._run(on_node, operation=operation, node=f"{address[0]}:{address[1]}")
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the client and every connection of every node. The next call builds a new one."""
-        await self._login.close()
+        await self._login.aclose()
 
     async def _run(
         self,
@@ -260,10 +262,6 @@ async def _close(current: _Client) -> None:
     await current.client.aclose()
 
 
-def _cause(exc: BaseException | None) -> dict[str, str]:
-    return {"cause": type(exc).__name__} if exc is not None else {}
-
-
 def _refused_login(exc: BaseException) -> BaseException | None:
     # RedisCluster reports a refused login at start-up as a RedisClusterException raised from it.
     for candidate in (exc, exc.__cause__):
@@ -285,20 +283,22 @@ def _raise_translated(exc: Exception) -> NoReturn:
         raise LoginRefusedError from refused
     if isinstance(exc, redis_errors.TimeoutError):
         raise errors.OperationTimeoutError(
-            "Redis did not answer in time", {"service": SERVICE, **_cause(exc)}
+            "Redis did not answer in time", {"service": SERVICE, **cause_of(exc)}
         ) from exc
     if isinstance(exc, _UNAVAILABLE_REPLIES):
         raise errors.CacheConnectionError(
-            "Redis cannot serve the command now", _cause(exc), service=SERVICE
+            "Redis cannot serve the command now", cause_of(exc), service=SERVICE
         ) from exc
     if isinstance(exc, redis_errors.ResponseError):
         # An answer about this command, so no breaker counts it. Of the input our commands
         # carry, Redis can refuse only a key that holds another type.
         if _reply_of(exc).startswith("WRONGTYPE "):
             raise errors.ValidationError.for_field(
-                "key", "The key holds a value that is not a string", **_cause(exc)
+                "key", "The key holds a value that is not a string", **cause_of(exc)
             ) from exc
         raise errors.CacheConnectionError(
-            "Redis rejected the command", _cause(exc), service=SERVICE, outage=False
+            "Redis rejected the command", cause_of(exc), service=SERVICE, outage=False
         ) from exc
-    raise errors.CacheConnectionError("Redis is unreachable", _cause(exc), service=SERVICE) from exc
+    raise errors.CacheConnectionError(
+        "Redis is unreachable", cause_of(exc), service=SERVICE
+    ) from exc
