@@ -35,12 +35,6 @@ class LoginOptions(TypedDict, total=False):
     breaker: ServiceBreaker | None
 
 
-def cause_of(exc: BaseException | None) -> dict[str, str]:
-    """The details naming what ``exc`` is, never what it says: a driver's message may quote the
-    server or a secret."""
-    return {} if exc is None else {"cause": type(exc).__name__}
-
-
 def options_from(
     settings: Settings, credentials: CredentialSource, breaker: ServiceBreaker | None = None
 ) -> LoginOptions:
@@ -179,9 +173,10 @@ class Login(Generic[C]):
             ) from exc
 
     def _refusal(self, exc: LoginRefusedError) -> errors.ServiceUnavailableError:
+        cause = exc.__cause__
         return self.service.error(
             f"{self.service.name} refused the credentials from the secret store",
-            cause_of(exc.__cause__),
+            {} if cause is None else {"cause": type(cause).__name__},
             service=self.service.key,
             outage=False,
         )

@@ -17,14 +17,7 @@ from pymongo.errors import (
 
 from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.credentials import CredentialSource
-from colima_ref.adapters.login import (
-    Login,
-    LoginOptions,
-    LoginRefusedError,
-    Service,
-    cause_of,
-    options_from,
-)
+from colima_ref.adapters.login import Login, LoginOptions, LoginRefusedError, Service, options_from
 from colima_ref.domain import errors
 from colima_ref.domain.models import Secret, ServiceHealth
 from colima_ref.settings import Settings
@@ -181,6 +174,10 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+def _cause(exc: BaseException | None) -> dict[str, str]:
+    return {"cause": type(exc).__name__} if exc is not None else {}
+
+
 async def _translated(command: Awaitable[T]) -> T:
     """Await ``command``, raising our errors for pymongo's. Our messages only: the driver's
     quote the server."""
@@ -188,35 +185,35 @@ async def _translated(command: Awaitable[T]) -> T:
         return await command
     except ServerSelectionTimeoutError as exc:
         raise errors.DatabaseConnectionError(
-            "MongoDB is unreachable", cause_of(exc), service=SERVICE
+            "MongoDB is unreachable", _cause(exc), service=SERVICE
         ) from exc
     except OperationFailure as exc:
         if exc.code == _AUTHENTICATION_FAILED:
             raise LoginRefusedError from exc
         if exc.timeout:
             raise errors.OperationTimeoutError(
-                "MongoDB gave up on the command in time", {"service": SERVICE, **cause_of(exc)}
+                "MongoDB gave up on the command in time", {"service": SERVICE, **_cause(exc)}
             ) from exc
         if exc.code == _UNAUTHORIZED:
             # Our user's roles, not the server's health: no breaker counts it.
             raise errors.DatabaseConnectionError(
                 "MongoDB does not let our user run the command",
-                {**cause_of(exc), "code": exc.code},
+                {**_cause(exc), "code": exc.code},
                 service=SERVICE,
                 outage=False,
             ) from exc
         raise errors.DatabaseConnectionError(
-            "MongoDB failed the command", {**cause_of(exc), "code": exc.code}, service=SERVICE
+            "MongoDB failed the command", {**_cause(exc), "code": exc.code}, service=SERVICE
         ) from exc
     except PyMongoError as exc:
         if exc.timeout:
             raise errors.OperationTimeoutError(
-                "MongoDB did not answer in time", {"service": SERVICE, **cause_of(exc)}
+                "MongoDB did not answer in time", {"service": SERVICE, **_cause(exc)}
             ) from exc
         if isinstance(exc, ConnectionFailure):
             raise errors.DatabaseConnectionError(
-                "MongoDB dropped the connection", cause_of(exc), service=SERVICE
+                "MongoDB dropped the connection", _cause(exc), service=SERVICE
             ) from exc
         raise errors.DatabaseConnectionError(
-            "MongoDB failed the command", cause_of(exc), service=SERVICE
+            "MongoDB failed the command", _cause(exc), service=SERVICE
         ) from exc

@@ -13,14 +13,7 @@ from asyncmy.pool import Pool
 
 from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.credentials import CredentialSource
-from colima_ref.adapters.login import (
-    Login,
-    LoginOptions,
-    LoginRefusedError,
-    Service,
-    cause_of,
-    options_from,
-)
+from colima_ref.adapters.login import Login, LoginOptions, LoginRefusedError, Service, options_from
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueryResult, Secret, ServiceHealth
 from colima_ref.settings import Settings
@@ -137,7 +130,7 @@ async def _first_value(pool: Pool, sql: str) -> Any:
             # asyncmy's answer to a caller still waiting when a refused login closed the pool.
             raise errors.DatabaseConnectionError(
                 "The MySQL pool was replaced while the call waited for a connection",
-                cause_of(exc),
+                {"cause": type(exc).__name__},
                 service=SERVICE,
             ) from exc
         try:
@@ -165,6 +158,6 @@ def _raise_translated(exc: MySQLError) -> NoReturn:
         raise LoginRefusedError from exc
     raise errors.DatabaseConnectionError(
         "MySQL is unreachable or failed the query",
-        cause_of(exc),
+        {"cause": type(exc).__name__},
         service=SERVICE,
     ) from exc

@@ -17,14 +17,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.credentials import CredentialSource
-from colima_ref.adapters.login import (
-    Login,
-    LoginOptions,
-    LoginRefusedError,
-    Service,
-    cause_of,
-    options_from,
-)
+from colima_ref.adapters.login import Login, LoginOptions, LoginRefusedError, Service, options_from
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueryResult, Secret, ServiceHealth
 from colima_ref.domain.shared_runs import SharedRuns
@@ -277,6 +270,10 @@ async def _first_value_as_text(conn: Connection, sql: LiteralString) -> str:
     return str(value)
 
 
+def _cause(exc: BaseException | None) -> dict[str, str]:
+    return {"cause": type(exc).__name__} if exc is not None else {}
+
+
 def _raise_translated(exc: psycopg.Error) -> NoReturn:
     """Raise our error for psycopg's ``exc``. Our messages only: the driver's may quote the
     server."""
@@ -284,8 +281,8 @@ def _raise_translated(exc: psycopg.Error) -> NoReturn:
         if exc.sqlstate in {"28P01", "28000"} or _LOGIN_REJECTED.search(str(exc)):
             raise LoginRefusedError from exc
         raise errors.DatabaseConnectionError(
-            "PostgreSQL is unreachable", cause_of(exc), service=SERVICE
+            "PostgreSQL is unreachable", _cause(exc), service=SERVICE
         ) from exc
     raise errors.DatabaseConnectionError(
-        "PostgreSQL failed the query", cause_of(exc), service=SERVICE
+        "PostgreSQL failed the query", _cause(exc), service=SERVICE
     ) from exc

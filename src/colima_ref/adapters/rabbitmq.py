@@ -29,14 +29,7 @@ from yarl import URL
 
 from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.credentials import CredentialSource
-from colima_ref.adapters.login import (
-    Login,
-    LoginOptions,
-    LoginRefusedError,
-    Service,
-    cause_of,
-    options_from,
-)
+from colima_ref.adapters.login import Login, LoginOptions, LoginRefusedError, Service, options_from
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueueInfo, Secret, ServiceHealth
 from colima_ref.domain.shared_runs import SharedRuns
@@ -201,7 +194,7 @@ class RabbitMqBroker:
             await connection.close()
             raise errors.MessageQueueError(
                 f"RabbitMQ accepted no connection within {self._login.connect_timeout:g} s",
-                cause_of(exc),
+                _cause(exc),
                 service=SERVICE,
             ) from exc
         except BaseException:
@@ -284,8 +277,12 @@ async def _queue_info(connection: AbstractConnection, queue: str) -> QueueInfo:
     )
 
 
+def _cause(exc: BaseException | None) -> dict[str, str]:
+    return {"cause": type(exc).__name__} if exc is not None else {}
+
+
 def _refused_queue(message: str, exc: AMQPChannelError) -> errors.ValidationError:
-    return errors.ValidationError.for_field("queue_name", message, **cause_of(exc))
+    return errors.ValidationError.for_field("queue_name", message, **_cause(exc))
 
 
 async def _translated(call: Awaitable[T]) -> T:
@@ -297,11 +294,11 @@ async def _translated(call: Awaitable[T]) -> T:
         raise LoginRefusedError from exc
     except PublishError as exc:
         raise errors.MessageQueueError(
-            "RabbitMQ returned the message: no queue took it", cause_of(exc), service=SERVICE
+            "RabbitMQ returned the message: no queue took it", _cause(exc), service=SERVICE
         ) from exc
     except DeliveryError as exc:
         raise errors.MessageQueueError(
-            "RabbitMQ did not take the message", cause_of(exc), service=SERVICE
+            "RabbitMQ did not take the message", _cause(exc), service=SERVICE
         ) from exc
     # The channel-level refusals of a queue the client named: answers about that name, which
     # another name avoids, so client errors that no circuit breaker counts.
@@ -319,17 +316,14 @@ async def _translated(call: Awaitable[T]) -> T:
         ) from exc
     except AMQPChannelError as exc:
         raise errors.MessageQueueError(
-            "RabbitMQ closed the channel", cause_of(exc), service=SERVICE
+            "RabbitMQ closed the channel", _cause(exc), service=SERVICE
         ) from exc
     except InvalidFrameError as exc:
         # What aiormq raises when the broker closes the handshake, e.g. for an unknown vhost.
         raise errors.MessageQueueError(
-            "RabbitMQ refused to open the virtual host",
-            cause_of(exc),
-            service=SERVICE,
-            outage=False,
+            "RabbitMQ refused to open the virtual host", _cause(exc), service=SERVICE, outage=False
         ) from exc
     except (AMQPError, ChannelInvalidStateError, ConnectionError, OSError) as exc:
         raise errors.MessageQueueError(
-            "RabbitMQ is unreachable or dropped the connection", cause_of(exc), service=SERVICE
+            "RabbitMQ is unreachable or dropped the connection", _cause(exc), service=SERVICE
         ) from exc

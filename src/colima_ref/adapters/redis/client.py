@@ -16,14 +16,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.credentials import CredentialSource
-from colima_ref.adapters.login import (
-    Login,
-    LoginOptions,
-    LoginRefusedError,
-    Service,
-    cause_of,
-    options_from,
-)
+from colima_ref.adapters.login import Login, LoginOptions, LoginRefusedError, Service, options_from
 from colima_ref.adapters.redis.breakers import NodeBreakers
 from colima_ref.domain import errors
 from colima_ref.domain.models import Secret
@@ -262,6 +255,10 @@ async def _close(current: _Client) -> None:
     await current.client.aclose()
 
 
+def _cause(exc: BaseException | None) -> dict[str, str]:
+    return {"cause": type(exc).__name__} if exc is not None else {}
+
+
 def _refused_login(exc: BaseException) -> BaseException | None:
     # RedisCluster reports a refused login at start-up as a RedisClusterException raised from it.
     for candidate in (exc, exc.__cause__):
@@ -283,22 +280,20 @@ def _raise_translated(exc: Exception) -> NoReturn:
         raise LoginRefusedError from refused
     if isinstance(exc, redis_errors.TimeoutError):
         raise errors.OperationTimeoutError(
-            "Redis did not answer in time", {"service": SERVICE, **cause_of(exc)}
+            "Redis did not answer in time", {"service": SERVICE, **_cause(exc)}
         ) from exc
     if isinstance(exc, _UNAVAILABLE_REPLIES):
         raise errors.CacheConnectionError(
-            "Redis cannot serve the command now", cause_of(exc), service=SERVICE
+            "Redis cannot serve the command now", _cause(exc), service=SERVICE
         ) from exc
     if isinstance(exc, redis_errors.ResponseError):
         # An answer about this command, so no breaker counts it. Of the input our commands
         # carry, Redis can refuse only a key that holds another type.
         if _reply_of(exc).startswith("WRONGTYPE "):
             raise errors.ValidationError.for_field(
-                "key", "The key holds a value that is not a string", **cause_of(exc)
+                "key", "The key holds a value that is not a string", **_cause(exc)
             ) from exc
         raise errors.CacheConnectionError(
-            "Redis rejected the command", cause_of(exc), service=SERVICE, outage=False
+            "Redis rejected the command", _cause(exc), service=SERVICE, outage=False
         ) from exc
-    raise errors.CacheConnectionError(
-        "Redis is unreachable", cause_of(exc), service=SERVICE
-    ) from exc
+    raise errors.CacheConnectionError("Redis is unreachable", _cause(exc), service=SERVICE) from exc
