@@ -140,7 +140,7 @@ async def test_a_command_slower_than_the_operation_timeout_is_a_gateway_timeout(
 async def test_a_closed_database_connects_again_on_the_next_call(account: Account) -> None:
     async with mongo_on(account) as mongo:
         await mongo.check()
-        await mongo.close()
+        await mongo.aclose()
 
         names = await mongo.collection_names()
 

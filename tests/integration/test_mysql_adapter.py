@@ -146,7 +146,7 @@ async def test_a_call_still_waiting_for_a_connection_when_the_pool_closes_is_ref
         await asyncio.sleep(0.3)
         waiter = asyncio.create_task(database.current_timestamp())
         await asyncio.sleep(0.1)
-        closing = asyncio.create_task(database.close())
+        closing = asyncio.create_task(database.aclose())
         held, waited = await asyncio.gather(holder, waiter, return_exceptions=True)
         await closing
         relay.heal()

@@ -95,7 +95,7 @@ class Login(Generic[C]):
         bypasses the breaker and is not recorded."""
         return await through(None if probe else self.breaker, self.call, call, operation=operation)
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the client. The next call builds a new one."""
         async with self._lock:
             if self.current is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any, TypeVar, Unpack
 
 import attrs
@@ -80,8 +80,7 @@ class MongoDocumentDatabase:
         return Login(service=MONGODB, build=self._build, close_client=_close, **self._options)
 
     @classmethod
-    @contextlib.asynccontextmanager
-    async def open(
+    def open(
         cls,
         *,
         host: str,
@@ -91,17 +90,15 @@ class MongoDocumentDatabase:
         min_size: int = 1,
         max_size: int = 10,
         **options: Unpack[LoginOptions],
-    ) -> AsyncIterator[MongoDocumentDatabase]:
-        """Yield a database that connects on first use and closes its client on exit.
+    ) -> contextlib.aclosing[MongoDocumentDatabase]:
+        """A database that connects on first use and closes its client when the block exits.
 
         Nothing is read or connected before the first call, so this succeeds while MongoDB or
         the secret store is down.
         """
-        database = cls(host, port, options, auth_source, direct_connection, min_size, max_size)
-        try:
-            yield database
-        finally:
-            await database.close()
+        return contextlib.aclosing(
+            cls(host, port, options, auth_source, direct_connection, min_size, max_size)
+        )
 
     @classmethod
     def from_settings(
@@ -132,9 +129,9 @@ class MongoDocumentDatabase:
         )
         return ServiceHealth(healthy=True, info={"version": str(info.get("version", "unknown"))})
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the client and its pool. The next call would build a new one."""
-        await self._login.close()
+        await self._login.aclose()
 
     async def _build(self, secret: Secret) -> _Session:
         database = secret.data.get("database", "")

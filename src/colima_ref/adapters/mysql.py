@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterator
 from typing import Any, NoReturn, Unpack
 
 import asyncmy
@@ -57,8 +56,7 @@ class MySqlDatabase:
         return Login(service=MYSQL, build=self._create, close_client=_close, **self._options)
 
     @classmethod
-    @contextlib.asynccontextmanager
-    async def open(
+    def open(
         cls,
         *,
         host: str,
@@ -66,17 +64,13 @@ class MySqlDatabase:
         min_size: int = 1,
         max_size: int = 10,
         **options: Unpack[LoginOptions],
-    ) -> AsyncIterator[MySqlDatabase]:
-        """Yield a database that connects on first use and closes its pool on exit.
+    ) -> contextlib.aclosing[MySqlDatabase]:
+        """A database that connects on first use and closes its pool when the block exits.
 
         Nothing is read or connected before the first call, so this succeeds while the server
         or the secret store is down.
         """
-        database = cls(host, port, options, min_size, max_size)
-        try:
-            yield database
-        finally:
-            await database.close()
+        return contextlib.aclosing(cls(host, port, options, min_size, max_size))
 
     @classmethod
     def from_settings(
@@ -105,9 +99,9 @@ class MySqlDatabase:
         )
         return ServiceHealth(healthy=True, info={"version": str(version)})
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the pool and every connection in it. The next call would create a new one."""
-        await self._login.close()
+        await self._login.aclose()
 
     async def _create(self, secret: Secret) -> Pool:
         try:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import math
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, LiteralString, NoReturn, TypeVar, Unpack
 
 import attrs
@@ -95,8 +95,7 @@ class PostgresDatabase:
         return Login(service=POSTGRES, build=self._build, close_client=_close, **self._options)
 
     @classmethod
-    @contextlib.asynccontextmanager
-    async def open(
+    def open(
         cls,
         *,
         host: str,
@@ -104,17 +103,13 @@ class PostgresDatabase:
         min_size: int = 1,
         max_size: int = 10,
         **options: Unpack[LoginOptions],
-    ) -> AsyncIterator[PostgresDatabase]:
-        """Yield a database that connects on first use and closes its pool on exit.
+    ) -> contextlib.aclosing[PostgresDatabase]:
+        """A database that connects on first use and closes its pool when the block exits.
 
         Nothing is read or connected before the first call, so this succeeds while PostgreSQL
         or the secret store is down.
         """
-        database = cls(host, port, options, min_size, max_size)
-        try:
-            yield database
-        finally:
-            await database.close()
+        return contextlib.aclosing(cls(host, port, options, min_size, max_size))
 
     @classmethod
     def from_settings(
@@ -143,9 +138,9 @@ class PostgresDatabase:
         )
         return ServiceHealth(healthy=True, info={"version": " ".join(version.split()[:2])})
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the pool and every connection in it. The next call would build a new one."""
-        await self._login.close()
+        await self._login.aclose()
 
     async def _run(
         self, query: Callable[[Connection], Awaitable[T]], *, operation: str, probe: bool = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import TypeVar, Unpack
 
 import aiormq
@@ -120,8 +120,7 @@ class RabbitMqBroker:
         )
 
     @classmethod
-    @contextlib.asynccontextmanager
-    async def open(
+    def open(
         cls,
         *,
         host: str,
@@ -129,17 +128,13 @@ class RabbitMqBroker:
         default_vhost: str = DEFAULT_VHOST,
         heartbeat: int = 60,
         **options: Unpack[LoginOptions],
-    ) -> AsyncIterator[RabbitMqBroker]:
-        """Yield a broker that connects on first use and closes its connection on exit.
+    ) -> contextlib.aclosing[RabbitMqBroker]:
+        """A broker that connects on first use and closes its connection when the block exits.
 
         Nothing is read or connected before the first call, so this succeeds while RabbitMQ or
         the secret store is down. ``heartbeat`` (seconds) is how soon a silent broker is noticed.
         """
-        broker = cls(host, port, options, default_vhost, heartbeat)
-        try:
-            yield broker
-        finally:
-            await broker.close()
+        return contextlib.aclosing(cls(host, port, options, default_vhost, heartbeat))
 
     @classmethod
     def from_settings(
@@ -175,9 +170,9 @@ class RabbitMqBroker:
         )
         return ServiceHealth(healthy=True, info={"version": version})
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the connection and its channels. The next call would open a new one."""
-        await self._login.close()
+        await self._login.aclose()
 
     async def _connect(self, secret: Secret) -> AbstractConnection:
         vhost = secret.data.get("vhost") or self._default_vhost

@@ -210,10 +210,8 @@ class VaultSecretStore:
         # A traceback or a driver message must not show what logs in to Vault.
         store._secret_values = frozenset(value for value in (token, role_id, secret_id) if value)
         store._renewal = asyncio.create_task(store._keep_token_alive(), name="vault-token")
-        try:
+        async with contextlib.aclosing(store):
             yield store
-        finally:
-            await store.close()
 
     @classmethod
     def from_settings(
@@ -233,7 +231,7 @@ class VaultSecretStore:
             breaker=breaker,
         )
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop renewing the token, wait for the requests still running, and close the HTTP
         session."""
         if self._renewal is not None:

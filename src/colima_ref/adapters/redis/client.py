@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, NoReturn, TypeVar, Unpack
 
 import attrs
@@ -108,8 +108,7 @@ class RedisConnection:
             raise ValueError("RedisConnection needs at least one node")
 
     @classmethod
-    @contextlib.asynccontextmanager
-    async def open(
+    def open(
         cls,
         *,
         nodes: Sequence[Address],
@@ -117,8 +116,8 @@ class RedisConnection:
         max_connections: int = 10,
         breakers: NodeBreakers | None = None,
         **options: Unpack[LoginOptions],
-    ) -> AsyncIterator[RedisConnection]:
-        """Yield a connection that builds its client on first use and closes it on exit.
+    ) -> contextlib.aclosing[RedisConnection]:
+        """A connection that builds its client on first use and closes it when the block exits.
 
         ``nodes`` are ``(host, port)`` pairs: the cluster's seeds, or the one server. Nothing
         is read or connected before the first call, so this succeeds while Redis or the secret
@@ -126,11 +125,7 @@ class RedisConnection:
         ``options`` guards the whole service where there are no ``breakers`` per node.
         """
         cluster = len(nodes) > 1 if cluster is None else cluster
-        connection = cls(nodes, options, cluster, max_connections, breakers)
-        try:
-            yield connection
-        finally:
-            await connection.close()
+        return contextlib.aclosing(cls(nodes, options, cluster, max_connections, breakers))
 
     @classmethod
     def from_settings(
@@ -181,9 +176,9 @@ class RedisConnection:
 
         return await self._run(on_node, operation=operation, node=f"{address[0]}:{address[1]}")
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the client and every connection of every node. The next call builds a new one."""
-        await self._login.close()
+        await self._login.aclose()
 
     async def _run(
         self,
