@@ -553,7 +553,7 @@ def profile(args: argparse.Namespace, name: str) -> None:
     endpoint = BY_NAME[name]
     wrk(our_port, endpoint, args.warmup or 1)
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    svg = ROOT / "docs" / f"flamegraph-{slug}.svg"
+    svg = OUT / f"flamegraph-{slug}.svg"
     spy = ["uv", "run", "--with", "py-spy", "py-spy", "record", "--pid", str(server.proc.pid)]
     spy += ["--duration", str(args.duration), "--rate", "250", "--nonblocking"]
     with contextlib.ExitStack() as cleanup:
