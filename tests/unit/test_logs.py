@@ -8,7 +8,6 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import attrs
 import pytest
@@ -16,36 +15,13 @@ import structlog
 
 from colima_ref.logs import asctime, configure_logging
 from colima_ref.observability.redaction import hiding_secrets_of
-
-
-def text_stream() -> io.TextIOWrapper:
-    """A text stream over a byte buffer, as stdout is."""
-    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
+from log_capture import lines, log_stream, text_stream, written
 
 
 @pytest.fixture
 def stream() -> Iterator[io.TextIOWrapper]:
-    """A stream to log into; the global logging state is put back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    access = logging.getLogger("uvicorn.access")
-    access_disabled = access.disabled
-    yield text_stream()
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    access.disabled = access_disabled
-
-
-def written(stream: io.TextIOWrapper) -> str:
-    buffer = stream.buffer
-    assert isinstance(buffer, io.BytesIO)
-    return buffer.getvalue().decode()
-
-
-def lines(stream: io.TextIOWrapper) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in written(stream).splitlines()]
+    with log_stream() as captured:
+        yield captured
 
 
 # logging's asctime, as the specification's example shows it: 2025-10-27 12:34:56,789

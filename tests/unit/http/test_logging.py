@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
 import re
 import uuid
@@ -25,6 +24,7 @@ from colima_ref.logs import configure_logging
 from colima_ref.observability.redaction import hiding_secrets_of
 from colima_ref.ports.services import Services
 from colima_ref.settings import Settings
+from log_capture import lines, log_stream, written
 
 CANONICAL = "HTTP request completed"
 CACHE_TEMPLATE = "/examples/cache/{key}"
@@ -49,14 +49,8 @@ class BrokenDatabase:
 
 @pytest.fixture
 def stream() -> Iterator[io.TextIOWrapper]:
-    """Where configure_logging writes during the test; global logging is put back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with log_stream() as captured:
+        yield captured
 
 
 def start(services: Services, env: Mapping[str, str] | None = None) -> TestClient:
@@ -66,16 +60,6 @@ def start(services: Services, env: Mapping[str, str] | None = None) -> TestClien
 
     app = create_app(open_services, Settings.from_env(env or {}))
     return TestClient(app, raise_server_exceptions=False, client=("10.0.0.7", 50000))
-
-
-def written(stream: io.TextIOWrapper) -> str:
-    buffer = stream.buffer
-    assert isinstance(buffer, io.BytesIO)
-    return buffer.getvalue().decode()
-
-
-def lines(stream: io.TextIOWrapper) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in written(stream).splitlines()]
 
 
 def canonical(stream: io.TextIOWrapper) -> list[dict[str, Any]]:
