@@ -77,7 +77,13 @@ class MongoDocumentDatabase:
 
     @_login.default
     def _client_login(self) -> Login[_Session]:
-        return Login(service=MONGODB, build=self._build, close_client=_close, **self._options)
+        return Login(
+            service=MONGODB,
+            build=self._build,
+            close_client=_close,
+            replace_when_cut_short=True,
+            **self._options,
+        )
 
     @classmethod
     def open(
@@ -154,7 +160,7 @@ class MongoDocumentDatabase:
             authSource=self._auth_source or database,
             directConnection=self._direct_connection,
             # pymongo mishandles a cancellation while it selects a server: its topology lock
-            # breaks (RuntimeError "Lock is not acquired") and every later call fails. Server
+            # breaks and every later call fails (hence ``replace_when_cut_short``). Server
             # selection gives up by itself, with a 503, well before the operation timeout.
             serverSelectionTimeoutMS=_ms(min(connect_timeout, operation_timeout / 2)),
             connectTimeoutMS=_ms(connect_timeout),

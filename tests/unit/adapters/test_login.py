@@ -123,3 +123,71 @@ async def test_a_call_past_the_operation_timeout_is_an_operation_timeout() -> No
 
     assert caught.value.details == {"service": "db"}
     assert caught.value.message == "TheDB did not answer within 0.05 s"
+
+
+@attrs.define
+class WedgingDriver:
+    """A driver like pymongo after a cancellation: a client whose call was cancelled hangs on
+    every later call, and on close."""
+
+    built: int = 0
+    wedged: set[int] = attrs.field(factory=set)
+    closed: list[int] = attrs.field(factory=list)
+
+    async def build(self, _secret: Secret) -> int:
+        self.built += 1
+        return self.built
+
+    async def close(self, client: int) -> None:
+        if client in self.wedged:
+            await asyncio.sleep(3600)
+        self.closed.append(client)
+
+    async def slow(self, client: int) -> str:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.wedged.add(client)
+            raise
+        return "never"
+
+    async def query(self, client: int) -> str:
+        if client in self.wedged:
+            await asyncio.sleep(3600)
+        return f"answer from client {client}"
+
+
+def wedging_login(driver: WedgingDriver, **options: bool) -> Login[int]:
+    return Login(
+        service=SERVICE,
+        build=driver.build,
+        close_client=driver.close,
+        credentials=CredentialSource(InMemorySecretStore({"db": {"password": "pw"}})),
+        operation_timeout=0.05,
+        connect_timeout=0.05,
+        **options,
+    )
+
+
+async def test_a_client_cut_short_by_the_deadline_is_replaced_when_its_driver_asks() -> None:
+    driver = WedgingDriver()
+    login = wedging_login(driver, replace_when_cut_short=True)
+    with pytest.raises(OperationTimeoutError):
+        await login.run(driver.slow, operation="q")
+
+    assert await login.run(driver.query, operation="q") == "answer from client 2"
+    # The wedged client's close hangs: it is given up at the connect timeout, not awaited forever.
+    await asyncio.wait_for(login.aclose(), timeout=1)
+    assert driver.closed == [2]
+
+
+async def test_by_default_a_client_cut_short_is_kept() -> None:
+    driver = WedgingDriver()
+    login = wedging_login(driver)
+    with pytest.raises(OperationTimeoutError):
+        await login.run(driver.slow, operation="q")
+
+    # Kept, as drivers that are safe to cancel (asyncpg-like pools) would want.
+    with pytest.raises(OperationTimeoutError):
+        await login.run(driver.query, operation="q")
+    assert driver.built == 1
