@@ -139,7 +139,7 @@ def build_app(settings: Settings) -> Starlette:
         app.state.response_cache.invalidate_soon(VAULT_RESPONSES)
 
     app = create_app(
-        lambda: _serving(settings, metrics, credential_rotated), settings, metrics=metrics
+        lambda: _serving(settings, metrics, credential_rotated), settings.http, metrics=metrics
     )
     return app
 
