@@ -12,7 +12,7 @@ from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ExceptionHandler
 
-from colima_ref import __version__
+from colima_ref._version import __version__
 from colima_ref.http import docs
 from colima_ref.http.errors import exception_handlers
 from colima_ref.http.middleware.cors import cors_middleware
