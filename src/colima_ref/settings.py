@@ -444,8 +444,8 @@ class BreakerSettings:
 class HttpSettings:
     """What the HTTP edge reads, and nothing else: no Vault login, no backend address.
 
-    `create_app` takes this rather than `Settings`, so the app, its state and its routes hold
-    no credential they do not use. ``rate_limit.storage_url`` may carry a Redis password the
+    `create_app` takes this rather than `Settings`, so the app's state and its routes hold no
+    credential they do not use. ``rate_limit.storage_url`` may carry a Redis password the
     limiter needs: it stays out of the repr as in `RateLimitSettings`. Built by `Settings.http`;
     each field has the meaning of the `Settings` field of the same name.
     """

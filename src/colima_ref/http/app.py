@@ -122,8 +122,8 @@ def create_app(
     the server starts, and a test hands in in-memory services the same way ``bootstrap`` hands
     in live ones.
 
-    ``settings`` is what the edge reads (`Settings.http`): the app, its state and its routes
-    never see a Vault login, which only ``open_services`` needs.
+    ``settings`` is what the edge reads (`Settings.http`): the app's state and its routes never
+    see a Vault login; only ``open_services`` holds one.
 
     ``metrics`` is where everything records; the composition root passes the one its adapters
     record into. Without it the app gets a registry of its own.
