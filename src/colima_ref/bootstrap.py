@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import structlog
 from starlette.applications import Starlette
 
-from colima_ref import __version__
+from colima_ref._version import __version__
 from colima_ref.adapters import memory
 from colima_ref.adapters.breaker import BreakerRecorder, breakers_for
 from colima_ref.domain.errors import ConfigurationError
@@ -139,7 +139,7 @@ def build_app(settings: Settings) -> Starlette:
         app.state.response_cache.invalidate_soon(VAULT_RESPONSES)
 
     app = create_app(
-        lambda: _serving(settings, metrics, credential_rotated), settings, metrics=metrics
+        lambda: _serving(settings, metrics, credential_rotated), settings.http, metrics=metrics
     )
     return app
 

@@ -441,6 +441,28 @@ class BreakerSettings:
 
 
 @attrs.frozen
+class HttpSettings:
+    """What the HTTP edge reads, and nothing else: no Vault login, no backend address.
+
+    `create_app` takes this rather than `Settings`, so the app's state and its routes hold no
+    credential they do not use. ``rate_limit.storage_url`` may carry a Redis password the
+    limiter needs: it stays out of the repr as in `RateLimitSettings`. Built by `Settings.http`;
+    each field has the meaning of the `Settings` field of the same name.
+    """
+
+    app_name: str
+    debug: bool
+    cors_origins: tuple[str, ...]
+    rate_limit: RateLimitSettings
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    response_cache_enabled: bool
+    metrics_enabled: bool
+    log_requests: bool
+    circuit_breaker: BreakerSettings
+    readiness_services: tuple[str, ...]
+
+
+@attrs.frozen
 class Settings:
     """Everything the process is configured with. Built by `from_env`; never read from globals."""
 
@@ -501,6 +523,12 @@ class Settings:
     readiness_services: tuple[str, ...] = _env(
         "READINESS_SERVICES", _services, (), "services /health/ready requires healthy (vault,...)"
     )
+
+    @property
+    def http(self) -> HttpSettings:
+        """The part of these settings `create_app` takes."""
+        # Copied by name: HttpSettings says which fields the edge reads, Settings holds them.
+        return HttpSettings(**{f.name: getattr(self, f.name) for f in attrs.fields(HttpSettings)})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

@@ -129,7 +129,7 @@ def test_an_unreachable_storage_lets_requests_through_and_counts_each_one() -> N
                 # Nothing listens on port 1, so every storage call is refused at once.
                 "RATE_LIMIT_STORAGE_URL": "redis://127.0.0.1:1/0",
             }
-        ),
+        ).http,
     )
 
     with TestClient(app) as client:
@@ -163,7 +163,7 @@ def test_shutting_the_app_down_closes_its_connections_to_the_storage() -> None:
                 "RATE_LIMIT_STORAGE_URL": f"{REDIS_URL}?client_name={name}",
                 "RATE_LIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
             }
-        ),
+        ).http,
     )
 
     with TestClient(app) as client:

@@ -12,7 +12,7 @@ from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ExceptionHandler
 
-from colima_ref import __version__
+from colima_ref._version import __version__
 from colima_ref.http import docs
 from colima_ref.http.errors import exception_handlers
 from colima_ref.http.middleware.cors import cors_middleware
@@ -28,11 +28,11 @@ from colima_ref.http.readiness import Readiness
 from colima_ref.http.routes import cache, database, health, messaging, metrics, redis, root, vault
 from colima_ref.observability.metrics import Metrics
 from colima_ref.ports.services import Services
-from colima_ref.settings import Settings
+from colima_ref.settings import HttpSettings
 
 
 def _middleware(
-    settings: Settings, metrics: Metrics, internal_error: ExceptionHandler
+    settings: HttpSettings, metrics: Metrics, internal_error: ExceptionHandler
 ) -> list[Middleware]:
     """The middleware every request passes, before the router picks a route; outermost first.
 
@@ -58,7 +58,7 @@ def _middleware(
 
 
 def _route_middleware(
-    settings: Settings,
+    settings: HttpSettings,
     metrics: Metrics,
     rate_limits: RateLimits | None,
 ) -> list[Middleware]:
@@ -114,13 +114,16 @@ def _routes(middleware: Sequence[Middleware]) -> list[BaseRoute]:
 
 def create_app(
     open_services: Callable[[], AbstractAsyncContextManager[Services]],
-    settings: Settings,
+    settings: HttpSettings,
     *,
     metrics: Metrics | None = None,
 ) -> Starlette:
     """Build the app. ``open_services`` is entered by the lifespan, so nothing connects before
     the server starts, and a test hands in in-memory services the same way ``bootstrap`` hands
     in live ones.
+
+    ``settings`` is what the edge reads (`Settings.http`): the app's state and its routes never
+    see a Vault login; only ``open_services`` holds one.
 
     ``metrics`` is where everything records; the composition root passes the one its adapters
     record into. Without it the app gets a registry of its own.

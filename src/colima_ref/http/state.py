@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from colima_ref.ports.services import Services
-from colima_ref.settings import Settings
+from colima_ref.settings import HttpSettings
 
 
 def services(request: Request) -> Services:
@@ -14,7 +14,7 @@ def services(request: Request) -> Services:
     return bundle
 
 
-def settings(request: Request) -> Settings:
-    """The Settings the app was created with."""
-    current: Settings = request.state.settings
+def settings(request: Request) -> HttpSettings:
+    """The HttpSettings the app was created with: what the edge reads, no credentials."""
+    current: HttpSettings = request.state.settings
     return current

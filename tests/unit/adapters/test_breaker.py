@@ -433,7 +433,7 @@ def bundle(recorder: Metrics, reset_timeout: float) -> Services:
 
 @pytest.fixture
 def client(bundle: Services, recorder: Metrics) -> Iterator[TestClient]:
-    app = create_app(serving(bundle), Settings.from_env(ENV), metrics=recorder)
+    app = create_app(serving(bundle), Settings.from_env(ENV).http, metrics=recorder)
     with TestClient(app) as client:
         yield client
 

@@ -41,7 +41,7 @@ def make_client() -> Iterator[MakeClient]:
     clients: list[TestClient] = []
 
     def make(services: Services, env: Mapping[str, str] | None = None) -> TestClient:
-        app = create_app(serving(services), Settings.from_env(env or {}))
+        app = create_app(serving(services), Settings.from_env(env or {}).http)
         # Unhandled errors must come back as the 500 a client sees, not as a test-side raise.
         client = TestClient(app, raise_server_exceptions=False)
         clients.append(client.__enter__())

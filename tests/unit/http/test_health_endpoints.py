@@ -131,7 +131,7 @@ async def served(bundle: Services, env: dict[str, str]) -> AsyncIterator[httpx2.
     async def open_services() -> AsyncIterator[Services]:
         yield bundle
 
-    app = create_app(open_services, Settings.from_env(env))
+    app = create_app(open_services, Settings.from_env(env).http)
 
     async with app.router.lifespan_context(app) as state:
 

@@ -58,7 +58,7 @@ def start(services: Services, env: Mapping[str, str] | None = None) -> TestClien
     async def open_services() -> AsyncIterator[Services]:
         yield services
 
-    app = create_app(open_services, Settings.from_env(env or {}))
+    app = create_app(open_services, Settings.from_env(env or {}).http)
     return TestClient(app, raise_server_exceptions=False, client=("10.0.0.7", 50000))
 
 

@@ -160,7 +160,7 @@ def test_a_request_is_in_progress_while_it_runs_and_not_after() -> None:
     metrics = Metrics(name="t", version="0")
     spy = SpyingDatabase(metrics)
     services = attrs.evolve(memory.services(), postgres=spy)
-    app = create_app(serving(services), Settings(), metrics=metrics)
+    app = create_app(serving(services), Settings().http, metrics=metrics)
     query = "/examples/database/postgres/query"
 
     with TestClient(app) as client:
@@ -243,7 +243,7 @@ def dependency_calls(found: Samples, service: str, operation: str, outcome: str)
 def test_every_backend_call_is_counted_and_timed_per_service_operation_and_outcome() -> None:
     metrics = Metrics(name="t", version="0")
     services = memory.services(fail_max=2, recorder=metrics)
-    app = create_app(serving(services), Settings(), metrics=metrics)
+    app = create_app(serving(services), Settings().http, metrics=metrics)
     query = "/examples/database/postgres/query"
 
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -269,7 +269,7 @@ def test_every_backend_call_is_counted_and_timed_per_service_operation_and_outco
 
 def test_health_probes_are_not_counted_as_dependency_calls() -> None:
     metrics = Metrics(name="t", version="0")
-    app = create_app(serving(memory.services(recorder=metrics)), Settings(), metrics=metrics)
+    app = create_app(serving(memory.services(recorder=metrics)), Settings().http, metrics=metrics)
 
     with TestClient(app) as client:
         client.get("/health/all")

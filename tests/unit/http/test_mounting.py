@@ -12,17 +12,12 @@ from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
-from colima_ref.adapters import memory
-from colima_ref.http.app import create_app
-from colima_ref.settings import Settings
+from colima_ref import Settings, create_app, open_services
 
 
 def host_app() -> Starlette:
-    @asynccontextmanager
-    async def services() -> AsyncIterator[Any]:
-        yield memory.services()
-
-    reference = create_app(services, Settings())
+    settings = Settings.from_env({})
+    reference = create_app(lambda: open_services(settings), settings.http)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:

@@ -106,7 +106,7 @@ def test_document_version_is_the_package_version() -> None:
 
 
 def test_app_serves_exactly_the_documented_operations() -> None:
-    app = create_app(_in_memory, Settings.from_env({}))
+    app = create_app(_in_memory, Settings.from_env({}).http)
 
     served = set(_served(app.routes))
     documented = {(path, method.upper()) for path, method, _ in _operations()}

@@ -43,7 +43,7 @@ def client_at(services: Services) -> Iterator[Callable[..., TestClient]]:
         async def open_services() -> AsyncIterator[Services]:
             yield services
 
-        app = create_app(open_services, Settings.from_env(env))
+        app = create_app(open_services, Settings.from_env(env).http)
         client = TestClient(app, client=(peer, 40000)).__enter__()
         clients.append(client)
         return client

@@ -31,7 +31,7 @@ def test_ready_once_the_lifespan_has_opened_the_services(client: TestClient) -> 
 
 
 def test_not_ready_while_starting_before_the_lifespan_ran(services: Services) -> None:
-    app = create_app(serving(services), Settings())
+    app = create_app(serving(services), Settings().http)
     # Without the context manager the TestClient never runs the lifespan.
     response = TestClient(app).get("/health/ready")
 
@@ -40,7 +40,7 @@ def test_not_ready_while_starting_before_the_lifespan_ran(services: Services) ->
 
 
 def test_not_ready_while_draining_once_the_lifespan_began_to_close(services: Services) -> None:
-    app = create_app(serving(services), Settings())
+    app = create_app(serving(services), Settings().http)
     with TestClient(app) as running:
         assert running.get("/health/ready").status_code == 200
 
@@ -51,7 +51,7 @@ def test_not_ready_while_draining_once_the_lifespan_began_to_close(services: Ser
 
 
 def test_liveness_stays_healthy_while_starting(services: Services) -> None:
-    app = create_app(serving(services), Settings())
+    app = create_app(serving(services), Settings().http)
 
     assert TestClient(app).get("/health/").json() == {"status": "healthy"}
 

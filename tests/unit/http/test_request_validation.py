@@ -143,7 +143,7 @@ async def _post_chunked(total_bytes: int) -> tuple[list[Message], int]:
     async def open_services() -> AsyncIterator[Services]:
         yield services
 
-    app = create_app(open_services, Settings.from_env({}))
+    app = create_app(open_services, Settings.from_env({}).http)
     sent: list[Message] = []
     remaining = total_bytes
 
@@ -265,7 +265,7 @@ async def test_a_client_gone_mid_body_is_logged_as_its_own_400_not_a_server_erro
     async def open_services() -> AsyncIterator[Services]:
         yield services
 
-    app = create_app(open_services, Settings.from_env({}))
+    app = create_app(open_services, Settings.from_env({}).http)
     messages: list[Message] = [
         {"type": "http.request", "body": b'{"a": ', "more_body": True},
         {"type": "http.disconnect"},

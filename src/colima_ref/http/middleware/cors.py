@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from colima_ref.http.errors import error_name, error_response
-from colima_ref.settings import Settings
+from colima_ref.settings import HttpSettings
 
 PREFLIGHT_MAX_AGE = 600  # seconds
 EXPOSED_HEADERS = (
@@ -65,7 +65,7 @@ class UniformCORSMiddleware:
         )
 
 
-def cors_middleware(settings: Settings) -> Middleware:
+def cors_middleware(settings: HttpSettings) -> Middleware:
     """The CORS layer configured from ``settings``.
 
     With DEBUG any origin is allowed but credentials are not: browsers refuse a wildcard

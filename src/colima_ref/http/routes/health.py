@@ -37,7 +37,7 @@ from colima_ref.http.state import services, settings
 from colima_ref.ports.breakers import BreakerStatus
 from colima_ref.ports.probes import HealthProbe
 from colima_ref.ports.services import SERVICE_NAMES, Services
-from colima_ref.settings import Settings
+from colima_ref.settings import HttpSettings
 
 CHECK_TIMEOUT = 2.0
 CHECK_BUDGET = 3.0
@@ -61,7 +61,7 @@ class HealthChecks:
     ready: SharedRuns[None, HealthReport] = attrs.field(factory=SharedRuns)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> HealthChecks:
+    def from_settings(cls, settings: HttpSettings) -> HealthChecks:
         """Reports kept REPORT_TTL seconds with the response cache on, else only shared."""
         return cls(RecentReport(ttl=REPORT_TTL if settings.response_cache_enabled else 0))
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
-from colima_ref import __version__
+from colima_ref._version import __version__
 from colima_ref.http.json_response import JSONResponse
 from colima_ref.http.state import services, settings
 
