@@ -10,12 +10,12 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore
-from colima_ref.domain.masking import MASK
+from colima_ref.domain.masking import MASK, hide_userinfo_passwords
 from colima_ref.observability.redaction import (
     hiding_secrets_of,
     looks_like_credential,
@@ -126,6 +126,7 @@ TEXT = st.text(st.characters(codec="utf-8"), max_size=30)
 PROPERTY_SECRET = f"s3cr3t-{uuid.uuid4().hex}"
 
 
+@example(before=[], after=[], around=":@")
 @given(before=st.lists(TEXT, max_size=4), after=st.lists(TEXT, max_size=4), around=TEXT)
 def test_a_secret_in_any_one_of_many_text_fields_is_cut_out_and_the_others_kept(
     before: list[str], after: list[str], around: str
@@ -135,8 +136,10 @@ def test_a_secret_in_any_one_of_many_text_fields_is_cut_out_and_the_others_kept(
         line = redact(**{f"field_{n}": text for n, text in enumerate(texts)})
 
     assert PROPERTY_SECRET not in str(line)
+    # A text that reads as a ``user:password@`` login loses that password too, secret or not.
     assert line == {
-        f"field_{n}": text.replace(PROPERTY_SECRET, MASK) for n, text in enumerate(texts)
+        f"field_{n}": hide_userinfo_passwords(text.replace(PROPERTY_SECRET, MASK))
+        for n, text in enumerate(texts)
     }
 
 
