@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 SOAK_ARGS ?=
 
-.PHONY: help uv install docs-assets run run-live lint format test test-fast devstack-up devstack-down devstack-status bench clean
+.PHONY: help uv install docs-assets run dev run-live lint format test test-fast devstack-up devstack-down devstack-status bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -32,6 +32,11 @@ docs-assets:  ## fetch Swagger UI and ReDoc from the npm registry into the packa
 
 run: install  ## serve the whole contract on port 8000 with the in-memory backend
 	$(UV) run --frozen colima-ref serve --backend memory --host $(HOST) --port $(PORT)
+
+# DEBUG=true as in the specification's local development: DEBUG log lines, stack traces in 500
+# bodies, any CORS origin.
+dev: install  ## the developer loop: `make run` with DEBUG=true, restarted when a .py file under src/colima_ref changes
+	DEBUG=true $(UV) run --frozen colima-ref serve --reload --backend memory --host $(HOST) --port $(PORT)
 
 run-live: install devstack-up  ## serve against the local devstack (Vault, databases, Redis Cluster, RabbitMQ)
 	eval "$$(bash scripts/devstack.sh env)" && $(UV) run --frozen colima-ref serve --backend live --host $(HOST) --port $(PORT)

@@ -6,12 +6,14 @@ import argparse
 import os
 import signal
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
 import structlog
 import uvicorn
 
+import colima_ref
 from colima_ref import __version__
 from colima_ref.head_deadline import HEAD_TIMEOUT, HeadDeadlineProtocol
 from colima_ref.http.middleware.request_validation import MAX_HEAD_BYTES
@@ -28,6 +30,8 @@ from colima_ref.settings import (
 PROG = "colima-ref"
 # After SIGTERM, requests in flight get this long to finish before uvicorn cancels them.
 GRACEFUL_SHUTDOWN = 10  # seconds
+# --reload watches the package's source where it is imported from: src/colima_ref in a checkout.
+PACKAGE_DIR = Path(colima_ref.__file__).parent
 
 T = TypeVar("T")
 
@@ -94,9 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_checked(parse_count),
         default=1,
-        help="worker processes; with the memory backend each worker keeps its own state "
-        "(default: %(default)s)",
+        help="worker processes (default: %(default)s); more than 1 needs METRICS_ENABLED=false, "
+        "since a /metrics scrape would reach one worker at random: run one worker per process "
+        "or container and scrape each; with the memory backend each worker keeps its own state",
     )
+    _add_reload_argument(serve)
     for variable in ENVIRONMENT:
         if variable.flag:
             help_text = f"{variable.description}; overrides {variable.name}"
@@ -112,6 +118,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_reload_argument(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument(
+        "--reload",
+        action="store_true",
+        help=f"restart the server when a .py file under {PACKAGE_DIR} changes (the "
+        "developer loop, `make dev`); one worker only",
+    )
+
+
+def _refused_topology(workers: int, reload: bool, settings: Settings) -> str | None:
+    """Why ``serve`` cannot run this many workers as asked, or None when it can."""
+    if reload and workers > 1:
+        return "--reload runs a single worker; drop --workers or --reload"
+    if workers > 1 and settings.metrics_enabled:
+        return (
+            f"--workers {workers} with METRICS_ENABLED=true would answer each /metrics scrape "
+            "from one worker at random; run one worker per process or container and scrape "
+            "each instance, or set METRICS_ENABLED=false"
+        )
+    return None
+
+
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -120,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line.
 
     Raises:
-        SystemExit: 2 for a bad flag or a malformed variable (one line on stderr, no traceback).
+        SystemExit: 2 for a bad flag, a malformed variable or workers it refuses (more than one
+            with --reload or with metrics on): one line on stderr, no traceback.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -129,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = Settings.from_env({**os.environ, **overrides})
     except SettingsError as exc:
         parser.exit(2, f"{PROG}: error: {exc}\n")
+    if refusal := _refused_topology(args.workers, args.reload, settings):
+        parser.exit(2, f"{PROG}: error: {refusal}\n")
     # uvicorn's workers import the app factory afresh and read os.environ: the flags go there too.
     os.environ.update(overrides)
     configure_logging(settings.log_level)
@@ -151,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        reload=args.reload,
+        reload_dirs=[str(PACKAGE_DIR)] if args.reload else None,
         loop="auto",
         http=HeadDeadlineProtocol,
         # h11 answers 400 and closes once a request head has grown past this without ending;

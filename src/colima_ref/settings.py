@@ -478,7 +478,10 @@ class Settings:
     backend_source: str = "default"
     app_name: str = _env("APP_NAME", str, DEFAULT_APP_NAME, "name reported by GET /")
     debug: bool = _env(
-        "DEBUG", _bool, False, "true/false/1/0/yes/no; stack traces in 500 bodies, any CORS origin"
+        "DEBUG",
+        _bool,
+        False,
+        "true/false/1/0/yes/no; stack traces in 500 bodies, any CORS origin, DEBUG log lines",
     )
     log_level: str = _env(
         "LOG_LEVEL",
@@ -486,6 +489,7 @@ class Settings:
         "INFO",
         "minimum level of the JSON log lines on stdout: " + "/".join(LOG_LEVELS),
         flag="--log-level",
+        shown_default="DEBUG if DEBUG is true, else INFO",
     )
     cors_origins: tuple[str, ...] = _env(
         "CORS_ORIGINS",
@@ -538,6 +542,9 @@ class Settings:
             SettingsError: a value is malformed; the message names the variable and the form.
         """
         settings = _load(cls, env)
+        if settings.debug and not _given(env, "LOG_LEVEL"):
+            # The specification's DEBUG "enables detailed logging"; a LOG_LEVEL given still wins.
+            settings = attrs.evolve(settings, log_level="DEBUG")
         if _given(env, "COLIMA_BACKEND"):
             return attrs.evolve(settings, backend_source="COLIMA_BACKEND")
         if _given(env, "VAULT_ADDR"):
