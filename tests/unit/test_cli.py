@@ -1,9 +1,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +14,7 @@ import pytest
 
 from colima_ref.cli import main
 from colima_ref.settings import ENVIRONMENT
+from served import child_env, free_port
 
 SERVE_OPTIONS = ["--host", "--port", "--workers", "--backend", "--log-level"]
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -26,19 +25,6 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """The process environment without any variable the settings read."""
     for variable in ENVIRONMENT:
         monkeypatch.delenv(variable.name, raising=False)
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    names = {variable.name for variable in ENVIRONMENT}
-    env = {key: value for key, value in os.environ.items() if key not in names}
-    return {**env, **extra}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def test_a_port_that_is_not_a_number_is_a_usage_error(
