@@ -49,9 +49,9 @@ def _error_statuses_in_http_code() -> set[int]:
     found = set()
     for source in HTTP_PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(source.read_text())):
-            if isinstance(node, ast.Constant) and type(node.value) is int:
-                if 400 <= node.value < 600:
-                    found.add(node.value)
+            value = node.value if isinstance(node, ast.Constant) else None
+            if type(value) is int and 400 <= value < 600:
+                found.add(value)
     return found
 
 
