@@ -46,6 +46,8 @@ Entity Too Large on 3.11 and Content Too Large on 3.13), and the ``error`` field
 UNNAMED_ERROR = "HTTPError"
 """The ``error`` field of a status outside `ERROR_NAMES` (one a host app's own route raises)."""
 
+INTERNAL_ERROR_MESSAGE = "Internal server error"
+
 
 def error_response(
     request_id: str | None,
@@ -136,7 +138,7 @@ def _internal_error(*, debug: bool) -> ExceptionHandler:
         return error_response(
             request_id_of(request),
             error=error_name(500),
-            message="Internal server error",
+            message=INTERNAL_ERROR_MESSAGE,
             status_code=500,
             details=details,
         )
