@@ -1,7 +1,8 @@
 """The OpenAPI document of the contract, and the Swagger UI and ReDoc pages that render it offline.
 
 The document is ``openapi.json`` as packaged, but for the examples of its error responses, which
-`error_examples` renders at start-up from the error classes, as the app renders its errors.
+`error_examples` renders from the error classes, as the app renders its errors, the first time the
+document is asked for.
 
 The pages load their JavaScript and CSS from ``/docs/static``, served from a directory that
 ``scripts/fetch-docs-assets.sh`` (``make docs-assets``) fills from the npm packages pinned in
