@@ -92,7 +92,7 @@ def ok(response: httpx2.Response) -> dict[str, object]:
 
 
 def test_liveness_and_root_report_the_live_backend(server: LiveServer) -> None:
-    assert ok(server.get("/health/")) == {"status": "healthy"}
+    assert ok(server.get("/health/")) == {"status": "ok"}
     assert server.get("/").status_code == 200
 
 

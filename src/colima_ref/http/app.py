@@ -25,7 +25,7 @@ from colima_ref.http.middleware.request_validation import (
 )
 from colima_ref.http.middleware.response_cache import CachedResponses, ResponseCacheMiddleware
 from colima_ref.http.readiness import Readiness
-from colima_ref.http.routes import cache, database, health, messaging, metrics, redis, root, vault
+from colima_ref.http.routes import cache, database, health, index, messaging, metrics, redis, vault
 from colima_ref.observability.metrics import Metrics
 from colima_ref.ports.services import Services
 from colima_ref.settings import HttpSettings
@@ -99,7 +99,7 @@ def _with_middleware(route: BaseRoute, middleware: Sequence[Middleware]) -> Base
 
 def _routes(middleware: Sequence[Middleware]) -> list[BaseRoute]:
     routes = [
-        *root.routes,
+        *index.routes,
         *health.routes,
         *vault.routes,
         *database.routes,

@@ -1,5 +1,9 @@
 """The OpenAPI document of the contract, and the Swagger UI and ReDoc pages that render it offline.
 
+The document is ``openapi.json`` as packaged, but for the examples of its error responses, which
+`error_examples` renders from the error classes, as the app renders its errors, the first time the
+document is asked for.
+
 The pages load their JavaScript and CSS from ``/docs/static``, served from a directory that
 ``scripts/fetch-docs-assets.sh`` (``make docs-assets``) fills from the npm packages pinned in
 ``package.json``. Nothing is fetched from a CDN, so the pages work without internet access.
@@ -20,6 +24,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from colima_ref.domain.errors import ServiceUnavailableError
+from colima_ref.http.error_examples import error_examples
+from colima_ref.http.json_response import render_json
+from colima_ref.settings import Settings
 
 OPENAPI_PATH = "/openapi.json"
 SWAGGER_PATH = "/docs"
@@ -78,10 +85,20 @@ Redoc.init({spec_url}, {{}}, document.getElementById("redoc"));
 """
 
 
+# The documented examples are those of an app on the default settings.
+DEFAULTS = Settings()
+
+
 @functools.cache
 def openapi_document() -> bytes:
-    """The packaged OpenAPI document, read once and served byte for byte."""
-    return resources.files("colima_ref.http").joinpath("openapi.json").read_bytes()
+    """The packaged OpenAPI document with the example of each error response rendered from our
+    error classes (`error_examples`, for the default settings); built once, served as it is."""
+    packaged = resources.files("colima_ref.http").joinpath("openapi.json").read_bytes()
+    document = json.loads(packaged)
+    responses = document["components"]["responses"]
+    for name, body in error_examples(DEFAULTS.http, DEFAULTS.backends.operation_timeout).items():
+        responses[name]["content"]["application/json"]["example"] = body
+    return render_json(document)
 
 
 @functools.cache

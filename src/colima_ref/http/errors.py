@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Mapping
-from http import HTTPStatus
+from types import MappingProxyType
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -20,17 +20,33 @@ from colima_ref.domain.errors import BaseAPIException, ServiceUnavailableError
 from colima_ref.http.json_response import JSONResponse
 from colima_ref.observability.redaction import redact_text
 
-# Status codes Starlette raises itself, named after the domain class a client already knows.
-_ERROR_NAMES = {
-    401: "AuthenticationError",
-    404: "ResourceNotFoundError",
-    405: "MethodNotAllowed",
-    422: "ValidationError",
-    429: "RateLimitError",
-    500: "InternalServerError",
-    503: "ServiceUnavailableError",
-    504: "TimeoutError",
-}
+ERROR_NAMES: Mapping[int, str] = MappingProxyType(
+    {
+        400: "BadRequest",
+        401: "AuthenticationError",
+        404: "ResourceNotFoundError",
+        405: "MethodNotAllowed",
+        408: "RequestTimeout",
+        413: "RequestEntityTooLarge",
+        415: "UnsupportedMediaType",
+        422: "ValidationError",
+        429: "RateLimitError",
+        431: "RequestHeaderFieldsTooLarge",
+        500: "InternalServerError",
+        503: "ServiceUnavailableError",
+        504: "TimeoutError",
+    }
+)
+"""The ``error`` field of each status the app answers with a bare status (no domain error to name
+it): the domain class a client already knows where there is one, else the status's name.
+
+Ours, not ``http.HTTPStatus`` phrases: those change between Python versions (413 is Request
+Entity Too Large on 3.11 and Content Too Large on 3.13), and the ``error`` field is contract."""
+
+UNNAMED_ERROR = "HTTPError"
+"""The ``error`` field of a status outside `ERROR_NAMES` (one a host app's own route raises)."""
+
+INTERNAL_ERROR_MESSAGE = "Internal server error"
 
 
 def error_response(
@@ -61,25 +77,16 @@ def request_id_of(request: Request) -> str | None:
 
 def error_name(status_code: int) -> str:
     """The ``error`` field for a bare status code (``404`` -> ``ResourceNotFoundError``)."""
-    if status_code in _ERROR_NAMES:
-        return _ERROR_NAMES[status_code]
-    try:
-        phrase = HTTPStatus(status_code).phrase
-    except ValueError:
-        return "HTTPError"
-    return "".join(char for char in phrase.title() if char.isalnum())
+    return ERROR_NAMES.get(status_code, UNNAMED_ERROR)
 
 
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, BaseAPIException)
-    # The domain error's name (VaultUnavailableError) for the request log and http_errors_total,
-    # where the status alone would only say ServiceUnavailableError.
-    request.state.error_type = exc.error
+def api_error_response(exc: BaseAPIException, request_id: str | None) -> JSONResponse:
+    """The uniform response of a domain error, with Retry-After when it gives a retry hint."""
     headers = None
     if isinstance(exc, ServiceUnavailableError) and exc.retry_after is not None:
         headers = {"Retry-After": str(exc.retry_after)}
     return error_response(
-        request_id_of(request),
+        request_id,
         error=exc.error,
         message=exc.message,
         status_code=exc.status_code,
@@ -88,15 +95,28 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+def http_error_response(exc: HTTPException, request_id: str | None) -> JSONResponse:
+    """The uniform response of a bare status, named from `ERROR_NAMES`."""
     return error_response(
-        request_id_of(request),
+        request_id,
         error=error_name(exc.status_code),
         message=exc.detail,
         status_code=exc.status_code,
         headers=exc.headers,
     )
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BaseAPIException)
+    # The domain error's name (VaultUnavailableError) for the request log and http_errors_total,
+    # where the status alone would only say ServiceUnavailableError.
+    request.state.error_type = exc.error
+    return api_error_response(exc, request_id_of(request))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return http_error_response(exc, request_id_of(request))
 
 
 async def _client_gone(request: Request, exc: Exception) -> Response:
@@ -118,7 +138,7 @@ def _internal_error(*, debug: bool) -> ExceptionHandler:
         return error_response(
             request_id_of(request),
             error=error_name(500),
-            message="Internal server error",
+            message=INTERNAL_ERROR_MESSAGE,
             status_code=500,
             details=details,
         )

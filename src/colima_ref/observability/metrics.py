@@ -112,7 +112,8 @@ class Metrics:
 
     Create one per app (two apps in one process do not share series). ``endpoint`` arguments
     must be route templates (``/examples/cache/{key}``), never raw paths, or series multiply.
-    The circuit-breaker families start at 0 for each of ``services`` so dashboards see them.
+    The circuit-breaker families start at 0 for each of ``services`` so dashboards see them;
+    ``cache_invalidations_total`` starts as one sample without labels at 0.
     """
 
     def __init__(self, *, name: str, version: str, services: Iterable[str] = SERVICE_NAMES) -> None:
@@ -180,6 +181,10 @@ class Metrics:
         self._cache_invalidations = meter.create_counter(
             "cache_invalidations", description="Cache invalidations"
         )
+        # Shown from start-up as one unlabelled 0: patterns are whatever a caller invalidates, so
+        # there is no list to start each at 0 (as the breakers have their services), and without
+        # a sample the family would be missing, not 0, until the first credential rotation.
+        self._cache_invalidations.add(0)
         self._rate_limited = meter.create_counter(
             "rate_limit_exceeded", description="Requests refused by rate limit"
         )

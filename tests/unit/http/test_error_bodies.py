@@ -138,7 +138,7 @@ def test_an_unavailable_service_without_a_retry_hint_sends_no_retry_after(
         (400, "BadRequest"),
         (599, "HTTPError"),
     ],
-    ids=["domain-name", "rate-limit", "from-the-status-phrase", "unknown-status"],
+    ids=["domain-name", "rate-limit", "status-name", "unknown-status"],
 )
 def test_a_bare_status_code_gets_an_error_name(status_code: int, error: str) -> None:
     assert error_name(status_code) == error
@@ -158,7 +158,7 @@ def test_an_http_error_raised_by_a_route_keeps_its_status_message_and_headers(
     body: dict[str, Any] = response.json()
     assert (response.status_code, body["error"], body["message"]) == (
         409,
-        "Conflict",
+        "HTTPError",
         "already there",
     )
     assert response.headers["X-Hint"] == "retry"

@@ -17,7 +17,7 @@ from colima_ref.ports.services import SERVICE_NAMES, Services
 from colima_ref.settings import Settings
 
 
-def test_liveness_answers_healthy_without_asking_any_service(
+def test_liveness_answers_ok_without_asking_any_service(
     client: TestClient, services: Services
 ) -> None:
     for probe in services.probes.values():
@@ -26,7 +26,7 @@ def test_liveness_answers_healthy_without_asking_any_service(
     response = client.get("/health/")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "healthy"}
+    assert response.json() == {"status": "ok"}
 
 
 def test_all_services_healthy_reports_each_with_its_latency_and_the_backend(

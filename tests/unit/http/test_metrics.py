@@ -75,6 +75,17 @@ def test_metrics_answer_prometheus_text_format(client: TestClient) -> None:
     assert list(text_string_to_metric_families(response.text))
 
 
+def test_a_fresh_app_shows_cache_invalidations_at_zero(client: TestClient) -> None:
+    response = client.get("/metrics")
+
+    families = {f.name: f for f in text_string_to_metric_families(response.text)}
+    invalidations = families["cache_invalidations"]
+    assert invalidations.type == "counter"
+    assert [(s.name, s.labels, s.value) for s in invalidations.samples] == [
+        ("cache_invalidations_total", {}, 0)
+    ]
+
+
 def test_requests_are_counted_and_timed_per_method_route_template_and_status(
     client: TestClient,
 ) -> None:

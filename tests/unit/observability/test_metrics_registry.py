@@ -43,6 +43,23 @@ def test_every_breaker_family_shows_zero_for_each_service_from_the_start(metrics
             assert found[(name, labels(service=service))] == 0, (name, service)
 
 
+def test_cache_invalidations_show_an_unlabelled_zero_from_the_start(metrics: Metrics) -> None:
+    assert samples(metrics)[("cache_invalidations_total", labels())] == 0
+
+    metrics.cache_invalidated("cache:/examples/vault/*")
+
+    found = samples(metrics)
+    assert found[("cache_invalidations_total", labels(pattern="cache:/examples/vault/*"))] == 1
+    # The starting series stays 0, so a sum over the family counts each invalidation once. The
+    # exporter may now write it as pattern="", which Prometheus takes as no label: the same series.
+    unlabelled = [
+        value
+        for (name, found_labels), value in found.items()
+        if name == "cache_invalidations_total" and dict(found_labels).get("pattern", "") == ""
+    ]
+    assert unlabelled == [0]
+
+
 @pytest.mark.parametrize(
     ("state", "counter", "gauge"),
     [

@@ -65,14 +65,18 @@ class UniformCORSMiddleware:
         )
 
 
-def cors_middleware(settings: HttpSettings) -> Middleware:
-    """The CORS layer configured from ``settings``.
+def cors_policy(settings: HttpSettings) -> tuple[tuple[str, ...], bool]:
+    """The allowed origins and whether credentials are allowed, as ``settings`` configure them.
 
     With DEBUG any origin is allowed but credentials are not: browsers refuse a wildcard
     origin with credentials, and a reflected origin with credentials would trust every site.
     """
     if settings.debug:
-        return Middleware(UniformCORSMiddleware, allow_origins=("*",), allow_credentials=False)
-    return Middleware(
-        UniformCORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True
-    )
+        return ("*",), False
+    return settings.cors_origins, True
+
+
+def cors_middleware(settings: HttpSettings) -> Middleware:
+    """The CORS layer configured from ``settings`` (`cors_policy`)."""
+    origins, credentials = cors_policy(settings)
+    return Middleware(UniformCORSMiddleware, allow_origins=origins, allow_credentials=credentials)

@@ -66,8 +66,9 @@ class HealthChecks:
         return cls(RecentReport(ttl=REPORT_TTL if settings.response_cache_enabled else 0))
 
 
-# Liveness answers the same bytes every time; orchestrators ask often.
-liveness = ConstantJSONEndpoint({"status": "healthy"})
+# Liveness answers the same bytes every time; orchestrators ask often. "ok", as the specification
+# answers: liveness says the process runs, where "healthy" is a verdict on the backends.
+liveness = ConstantJSONEndpoint({"status": "ok"})
 
 
 async def ready(request: Request) -> JSONResponse:
