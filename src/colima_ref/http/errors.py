@@ -24,21 +24,49 @@ ERROR_NAMES: Mapping[int, str] = MappingProxyType(
     {
         400: "BadRequest",
         401: "AuthenticationError",
+        402: "PaymentRequired",
+        403: "Forbidden",
         404: "ResourceNotFoundError",
         405: "MethodNotAllowed",
+        406: "NotAcceptable",
+        407: "ProxyAuthenticationRequired",
         408: "RequestTimeout",
+        409: "Conflict",
+        410: "Gone",
+        411: "LengthRequired",
+        412: "PreconditionFailed",
         413: "RequestEntityTooLarge",
+        414: "RequestUriTooLong",
         415: "UnsupportedMediaType",
+        416: "RequestedRangeNotSatisfiable",
+        417: "ExpectationFailed",
+        418: "IMATeapot",
+        421: "MisdirectedRequest",
         422: "ValidationError",
+        423: "Locked",
+        424: "FailedDependency",
+        425: "TooEarly",
+        426: "UpgradeRequired",
+        428: "PreconditionRequired",
         429: "RateLimitError",
         431: "RequestHeaderFieldsTooLarge",
+        451: "UnavailableForLegalReasons",
         500: "InternalServerError",
+        501: "NotImplemented",
+        502: "BadGateway",
         503: "ServiceUnavailableError",
         504: "TimeoutError",
+        505: "HttpVersionNotSupported",
+        506: "VariantAlsoNegotiates",
+        507: "InsufficientStorage",
+        508: "LoopDetected",
+        510: "NotExtended",
+        511: "NetworkAuthenticationRequired",
     }
 )
-"""The ``error`` field of each status the app answers with a bare status (no domain error to name
-it): the domain class a client already knows where there is one, else the status's name.
+"""The ``error`` field of each standard 4xx and 5xx status answered without a domain error to name
+it (by our middleware, Starlette, or a host app's own route): the domain class a client already
+knows where there is one, else the status's name as clients have seen it since the first release.
 
 Ours, not ``http.HTTPStatus`` phrases: those change between Python versions (413 is Request
 Entity Too Large on 3.11 and Content Too Large on 3.13), and the ``error`` field is contract."""

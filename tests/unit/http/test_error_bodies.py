@@ -158,7 +158,7 @@ def test_an_http_error_raised_by_a_route_keeps_its_status_message_and_headers(
     body: dict[str, Any] = response.json()
     assert (response.status_code, body["error"], body["message"]) == (
         409,
-        "HTTPError",
+        "Conflict",
         "already there",
     )
     assert response.headers["X-Hint"] == "retry"
