@@ -7,6 +7,7 @@
 #   scripts/devstack.sh down [--keep-data] stop only what `up` started; remove .devstack/ unless --keep-data
 #   scripts/devstack.sh status             one line per service
 #   scripts/devstack.sh env                export lines for the live backend: eval "$(scripts/devstack.sh env)"
+#   scripts/devstack.sh pki                (re)converge the PKI engine, CA and role on the running Vault
 #   scripts/devstack.sh with COMMAND...    run COMMAND on the devstack (started if missing, then stopped)
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
@@ -20,6 +21,8 @@ source "${HELPERS}/common.sh"
 source "${HELPERS}/passwords.sh"
 # shellcheck source=devstack/vault.sh
 source "${HELPERS}/vault.sh"
+# shellcheck source=devstack/pki.sh
+source "${HELPERS}/pki.sh"
 # shellcheck source=devstack/mongodb.sh
 source "${HELPERS}/mongodb.sh"
 # shellcheck source=devstack/redis_cluster.sh
@@ -30,7 +33,7 @@ source "${HELPERS}/system_services.sh"
 source "${HELPERS}/session.sh"
 
 usage() {
-  sed -n '6,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '6,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 }
 
 # Several engineers (and their test runs) share one machine: two `up`s at once would race to start
@@ -84,6 +87,10 @@ bring_up() {
   ensure_vault
   seed_vault
   report vault "${VAULT_STATE}; wrote ${VAULT_SECRETS_WRITTEN} secret(s)" "$VAULT_ADDR_LOCAL" "$t"
+
+  t=$(now_ms)
+  ensure_pki
+  report vault-pki "$PKI_STATE" "${VAULT_ADDR_LOCAL}/v1/${PKI_MOUNT}" "$t"
 
   wait "$rabbitmq_job" || die "RabbitMQ could not be prepared (see the message above)"
   IFS='|' read -r rabbitmq_state rabbitmq_end <"${STATE_DIR}/rabbitmq.state"
@@ -150,6 +157,15 @@ cmd_status() {
   report rabbitmq "$(service_status "$RABBITMQ_PORT")" "${LOOPBACK}:${RABBITMQ_PORT}"
 }
 
+cmd_pki() {
+  take_lock
+  vault_healthy || die "Vault is not running at ${VAULT_ADDR_LOCAL}; run \`scripts/devstack.sh up\`"
+  local t
+  t=$(now_ms)
+  ensure_pki
+  report vault-pki "$PKI_STATE" "${VAULT_ADDR_LOCAL}/v1/${PKI_MOUNT}" "$t"
+}
+
 cmd_env() {
   local nodes
   nodes=$(printf "${LOOPBACK}:%s," "${REDIS_CLUSTER_PORTS[@]:0:3}")
@@ -168,6 +184,11 @@ export REDIS_PORT=${REDIS_CLUSTER_PORTS[0]}
 export REDIS_NODES=${nodes%,}
 export RABBITMQ_HOST=${LOOPBACK}
 export RABBITMQ_PORT=${RABBITMQ_PORT}
+export VAULT_PKI_MOUNT=${PKI_MOUNT}
+export VAULT_PKI_ROLE=${PKI_ROLE}
+export TLS_COMMON_NAME=localhost
+export TLS_ALT_NAMES=${LOOPBACK}
+export DEVSTACK_CA_CERT=$(pki_ca_file)
 EOF
 }
 
@@ -177,6 +198,7 @@ main() {
     down) cmd_down "${@:2}" ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    pki) cmd_pki ;;
     with) cmd_with "${@:2}" ;;
     *) usage; exit 2 ;;
   esac

@@ -137,6 +137,28 @@ def _vault_path(value: str) -> str:
     return value.strip("/")
 
 
+def _file(value: str) -> str:
+    if any(not c.isprintable() for c in value):
+        raise MalformedError("a file path without control characters")
+    return value
+
+
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: str) -> int:
+    """Whole seconds from a duration as Vault writes them (30s, 15m, 24h, 7d) or bare seconds."""
+    expected = "a duration of 30s to 3650d such as 30s, 15m or 24h"
+    found = re.fullmatch(r"([0-9]{1,9})([smhd]?)", value.lower())
+    if not found:
+        raise MalformedError(expected)
+    seconds = int(found[1]) * _DURATION_UNITS[found[2]]
+    # Vault backdates a certificate 30 s by default, so a shorter one would be born half expired.
+    if not 30 <= seconds <= 3650 * 86400:
+        raise MalformedError(expected)
+    return seconds
+
+
 def _host(value: str) -> str:
     if any(c.isspace() or c in "/@" for c in value):
         raise MalformedError("a host name or IP address")
@@ -148,6 +170,13 @@ def _url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc or " " in value:
         raise MalformedError("an http(s) URL such as http://127.0.0.1:8200")
     return value
+
+
+def _hosts(value: str) -> tuple[str, ...]:
+    try:
+        return tuple(_host(item.strip()) for item in value.split(",") if item.strip())
+    except MalformedError:
+        raise MalformedError("comma-separated host names or IP addresses") from None
 
 
 def _origins(value: str) -> tuple[str, ...]:
@@ -347,6 +376,57 @@ class VaultSettings:
 
 
 @attrs.frozen
+class TlsSettings:
+    """The certificate of the HTTPS listener (``colima-ref serve --https-port``): PEM files, or
+    one Vault's PKI secrets engine issues at start-up and again at two thirds of its life."""
+
+    certfile: str | None = _env(
+        "SSL_CERTFILE",
+        _file,
+        None,
+        "PEM certificate (chain) the HTTPS listener serves",
+        flag="--ssl-certfile",
+    )
+    keyfile: str | None = _env(
+        "SSL_KEYFILE",
+        _file,
+        None,
+        "PEM private key of SSL_CERTFILE, unless that file holds it",
+        flag="--ssl-keyfile",
+    )
+    pki_role: str | None = _env(
+        "VAULT_PKI_ROLE",
+        _vault_path,
+        None,
+        "PKI role that issues the HTTPS certificate; instead of SSL_CERTFILE",
+    )
+    pki_mount: str = _env("VAULT_PKI_MOUNT", _vault_path, "pki", "mount of that PKI engine")
+    common_name: str = _env(
+        "TLS_COMMON_NAME", _host, "localhost", "common name of the issued certificate"
+    )
+    alt_names: tuple[str, ...] = _env(
+        "TLS_ALT_NAMES", _hosts, (), "more DNS names and IP addresses it is valid for"
+    )
+    ttl: int = _env(
+        "TLS_TTL",
+        _duration,
+        86400,
+        "lifetime of each issued certificate (30s, 15m, 24h)",
+        shown_default="24h",
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.certfile and self.pki_role:
+            raise SettingsError(
+                "SSL_CERTFILE",
+                "unset while VAULT_PKI_ROLE is set (one certificate source)",
+                self.certfile,
+            )
+        if self.keyfile and not self.certfile:
+            raise SettingsError("SSL_KEYFILE", "given with SSL_CERTFILE", self.keyfile)
+
+
+@attrs.frozen
 class BackendSettings:
     """What every live adapter shares: timeouts in seconds, pool sizes, credential reuse."""
 
@@ -498,6 +578,7 @@ class Settings:
         "comma-separated allowed origins",
     )
     vault: VaultSettings = VaultSettings()
+    tls: TlsSettings = TlsSettings()
     backends: BackendSettings = BackendSettings()
     postgres: Endpoint = _endpoint("POSTGRES_HOST", "POSTGRES_PORT", "PostgreSQL", 5432)
     mysql: Endpoint = _endpoint("MYSQL_HOST", "MYSQL_PORT", "MySQL/MariaDB", 3306)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import datetime
 import functools
+import ipaddress
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +25,7 @@ import requests
 import structlog
 
 from colima_ref.adapters.breaker import ServiceBreaker, through
+from colima_ref.domain.certificates import CertificateFacts, IssuedCertificate
 from colima_ref.domain.errors import (
     ConfigurationError,
     ResourceNotFoundError,
@@ -156,9 +159,12 @@ class VaultSecretStore:
     )
     _secret_values: frozenset[str] = attrs.field(factory=frozenset, init=False, repr=False)
 
+    _issued_key: str = attrs.field(default="", init=False, repr=False)
+
     def secret_values(self) -> frozenset[str]:
-        """What it logs in to Vault with and every token a login gave it, to hide from logs."""
-        return self._secret_values
+        """What it logs in to Vault with, every token a login gave it and the private key it
+        issued last, to hide from logs."""
+        return self._secret_values | {self._issued_key} if self._issued_key else self._secret_values
 
     @_threads.default
     def _own_threads(self) -> ThreadPoolExecutor:
@@ -291,6 +297,46 @@ class VaultSecretStore:
             error=error,
         )
 
+    async def issue_certificate(
+        self,
+        *,
+        role: str,
+        common_name: str,
+        alt_names: tuple[str, ...] = (),
+        ttl: int = 86400,
+        mount: str = "pki",
+    ) -> IssuedCertificate:
+        """A new certificate and private key from the PKI engine at ``mount`` (its
+        ``issue/<role>``), valid ``ttl`` seconds for ``common_name`` and ``alt_names`` (host
+        names and IP addresses alike). The certificate comes with the chain that issued it.
+
+        Raises VaultUnavailableError as ``read`` does; a role or mount that does not exist is
+        reason ``invalid request`` or ``not found``. No breaker: nothing the clients call waits
+        on it.
+        """
+        ips = [name for name in alt_names if _is_ip(name)]
+        params = {
+            "ttl": f"{ttl}s",
+            "alt_names": ",".join(name for name in alt_names if name not in ips),
+            "ip_sans": ",".join(ips),
+        }
+        response = await self._bounded(
+            self._authenticated(
+                lambda: self._client.secrets.pki.generate_certificate(
+                    name=role, common_name=common_name, extra_params=params, mount_point=mount
+                )
+            )
+        )
+        data = response["data"]
+        self._issued_key = data["private_key"]
+        chain = data.get("ca_chain") or [data["issuing_ca"]]
+        expires_at = datetime.datetime.fromtimestamp(int(data["expiration"]), datetime.UTC)
+        return IssuedCertificate(
+            certificate="\n".join([data["certificate"], *chain]) + "\n",
+            private_key=data["private_key"] + "\n",
+            facts=CertificateFacts(serial=data["serial_number"], expires_at=expires_at),
+        )
+
     async def _authenticated(self, request: Callable[[], T], *, path: str | None = None) -> T:
         generation = self._generation
         if isinstance(self._auth, AppRoleAuth) and generation == 0:
@@ -418,6 +464,65 @@ class VaultSecretStore:
             renewable=bool(data["renewable"]),
             increment=int(data.get("creation_ttl") or data["ttl"]),
             generation=self._generation,
+        )
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+@attrs.frozen
+class VaultCertificateIssuer:
+    """A CertificateIssuer over Vault's PKI engine: every ``issue`` is a new certificate and key
+    from one role, through a `VaultSecretStore` (its login, its token kept alive)."""
+
+    store: VaultSecretStore
+    role: str
+    mount: str = "pki"
+    common_name: str = "localhost"
+    alt_names: tuple[str, ...] = ()
+    ttl: int = 86400
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def from_settings(cls, settings: Settings) -> AsyncIterator[VaultCertificateIssuer]:
+        """An issuer on a store of its own, logged in as ``settings.vault`` says, for the role
+        ``settings.tls`` names.
+
+        Raises ConfigurationError when no PKI role is set or Vault has no single login method.
+        """
+        tls, vault = settings.tls, settings.vault
+        if not tls.pki_role:
+            raise ConfigurationError("No PKI role to issue certificates with", {"service": "vault"})
+        async with VaultSecretStore.open(
+            addr=vault.addr,
+            token=vault.token,
+            role_id=vault.role_id,
+            secret_id=vault.secret_id,
+            request_timeout=vault.timeout,
+            operation_timeout=settings.backends.operation_timeout,
+        ) as store:
+            yield cls(
+                store,
+                tls.pki_role,
+                mount=tls.pki_mount,
+                common_name=tls.common_name,
+                alt_names=tls.alt_names,
+                ttl=tls.ttl,
+            )
+
+    async def issue(self) -> IssuedCertificate:
+        """See `VaultSecretStore.issue_certificate`."""
+        return await self.store.issue_certificate(
+            role=self.role,
+            common_name=self.common_name,
+            alt_names=self.alt_names,
+            ttl=self.ttl,
+            mount=self.mount,
         )
 
 
