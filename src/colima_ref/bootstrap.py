@@ -6,17 +6,20 @@ import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import attrs
 import structlog
 from starlette.applications import Starlette
 
 from colima_ref._version import __version__
 from colima_ref.adapters import memory
 from colima_ref.adapters.breaker import BreakerRecorder, breakers_for
+from colima_ref.domain.certificates import ReportingCertificate, ServedCertificate
 from colima_ref.domain.errors import ConfigurationError
 from colima_ref.http.app import create_app
 from colima_ref.http.middleware.response_cache import VAULT_RESPONSES
 from colima_ref.observability.metrics import Metrics
 from colima_ref.observability.redaction import hiding_secrets_of
+from colima_ref.ports.certificates import CertificateIssuer
 from colima_ref.ports.services import SERVICE_NAMES, Services
 from colima_ref.settings import Settings, SettingsError
 
@@ -123,8 +126,11 @@ async def _open_live(
         )
 
 
-def build_app(settings: Settings) -> Starlette:
+def build_app(settings: Settings, *, tls_certificate: ServedCertificate | None = None) -> Starlette:
     """The whole HTTP contract on the backend ``settings`` selects, opened by the lifespan.
+
+    ``tls_certificate``, the certificate an HTTPS listener serves, shows in Vault's health
+    details and as the ``tls_certificate_expiry_timestamp_seconds`` gauge.
 
     Raises:
         SettingsError: live, and Vault is given no login method or two; checked here, before
@@ -138,15 +144,38 @@ def build_app(settings: Settings) -> Starlette:
         # The Vault routes may have cached the old user or host for minutes.
         app.state.response_cache.invalidate_soon(VAULT_RESPONSES)
 
+    if tls_certificate is not None:
+        tls_certificate.subscribe(
+            lambda facts: metrics.tls_certificate_expires(facts.expires_at.timestamp())
+        )
     app = create_app(
-        lambda: _serving(settings, metrics, credential_rotated), settings.http, metrics=metrics
+        lambda: _serving(settings, metrics, credential_rotated, tls_certificate),
+        settings.http,
+        metrics=metrics,
     )
     return app
 
 
 @asynccontextmanager
+async def open_certificate_issuer(settings: Settings) -> AsyncIterator[CertificateIssuer]:
+    """The issuer of the HTTPS certificate: Vault's PKI engine, with its own Vault login.
+
+    Raises:
+        ConfigurationError: no VAULT_PKI_ROLE, or Vault is given no login method or two.
+    """
+    from colima_ref.adapters.vault import VaultCertificateIssuer  # as in _open_live
+
+    async with VaultCertificateIssuer.from_settings(settings) as issuer:
+        with hiding_secrets_of(issuer.store):
+            yield issuer
+
+
+@asynccontextmanager
 async def _serving(
-    settings: Settings, metrics: Metrics, on_rotated: Callable[[str], None]
+    settings: Settings,
+    metrics: Metrics,
+    on_rotated: Callable[[str], None],
+    tls_certificate: ServedCertificate | None = None,
 ) -> AsyncIterator[Services]:
     """`open_services`, with what exists once it is open kept out of the garbage collector's
     full passes until it closes.
@@ -157,6 +186,9 @@ async def _serving(
     on the way out, so an app built and closed in a longer-lived process (a test) leaks nothing.
     """
     async with open_services(settings, metrics, on_rotated) as services:
+        if tls_certificate is not None:
+            vault = ReportingCertificate(services.probes["vault"], tls_certificate)
+            services = attrs.evolve(services, probes={**services.probes, "vault": vault})
         gc.collect()
         gc.freeze()
         try:

@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="TCP port to bind (default: %(default)s)",
     )
     serve.add_argument(
+        "--https-port",
+        type=_checked(parse_port),
+        default=None,
+        help="also serve HTTPS on this port, in the same process (with SSL_CERTFILE or "
+        "VAULT_PKI_ROLE; see README, HTTPS)",
+    )
+    serve.add_argument(
         "--workers",
         type=_checked(parse_count),
         default=1,
@@ -144,6 +151,29 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def _serve_https(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings
+) -> None:
+    from colima_ref.serving import serve_http_and_https  # the TLS code only when asked for
+
+    if args.workers != 1:
+        parser.exit(
+            2, f"{PROG}: error: --https-port serves from one process: --workers must be 1\n"
+        )
+    if not (settings.tls.certfile or settings.tls.pki_role):
+        parser.exit(2, f"{PROG}: error: --https-port needs SSL_CERTFILE or VAULT_PKI_ROLE\n")
+    try:
+        serve_http_and_https(
+            settings,
+            host=args.host,
+            port=args.port,
+            https_port=args.https_port,
+            graceful_shutdown=GRACEFUL_SHUTDOWN,
+        )
+    except SettingsError as exc:
+        parser.exit(2, f"{PROG}: error: {exc}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line.
 
@@ -176,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     # handler would then end the process by the signal (status 143) after a clean stop; this one
     # exits 0, as it does for a SIGTERM that comes before uvicorn has taken over.
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    if args.https_port is not None:
+        _serve_https(parser, args, settings)
+        return
     uvicorn.run(
         "colima_ref.asgi:make_served_app",
         factory=True,

@@ -216,6 +216,11 @@ class Metrics:
         _Counts(
             meter.create_observable_gauge, "app_info", "Application metadata", "version", "name"
         ).add((version, name))
+        self._tls_expiry = _Counts(
+            meter.create_observable_gauge,
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the certificate new HTTPS handshakes get expires (Unix time)",
+        )
 
         for service in services:
             for counter in (*self._breaker_transitions.values(), self._breaker_failures):
@@ -274,6 +279,10 @@ class Metrics:
     def rate_limit_storage_error(self) -> None:
         """Count a request let through unlimited because the rate-limit storage failed."""
         self._rate_limit_storage_errors.add(1)
+
+    def tls_certificate_expires(self, timestamp: float) -> None:
+        """Record when the certificate the HTTPS listener now serves expires (Unix time)."""
+        self._tls_expiry.set((), timestamp)
 
     def dependency_call(
         self, service: str, operation: str, outcome: Outcome, seconds: float
