@@ -192,12 +192,13 @@ class VaultFolder:
 @attrs.define
 class LiveServer:
     """``python -m colima_ref serve --backend live`` (or ``memory``) on a free port, its output in
-    two files."""
+    two files; ``arguments`` go after ``--port``."""
 
     env: dict[str, str]
     workdir: Path
     backend: str = "live"
     port: int = attrs.field(factory=free_port)
+    arguments: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     client: httpx2.Client = attrs.field(init=False)
     # Where stdout and stderr ended when SIGTERM was sent.
@@ -225,7 +226,7 @@ class LiveServer:
             (self.workdir / "stderr").open("wb") as err,
         ):
             self.process = subprocess.Popen(
-                [*argv, "--port", str(self.port)],
+                [*argv, "--port", str(self.port), *self.arguments],
                 env={**os.environ, **self.env, "PYTHONWARNINGS": "always::ResourceWarning"},
                 stdout=out,
                 stderr=err,
