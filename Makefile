@@ -7,6 +7,7 @@ PYTHON ?= python3
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 HOST ?= 127.0.0.1
 PORT ?= 8000
+HTTPS_PORT ?= 8443
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 SOAK_ARGS ?=
@@ -38,8 +39,8 @@ run: install  ## serve the whole contract on port 8000 with the in-memory backen
 dev: install  ## the developer loop: `make run` with DEBUG=true, restarted when a .py file under src/colima_ref changes
 	DEBUG=true $(UV) run --frozen colima-ref serve --reload --backend memory --host $(HOST) --port $(PORT)
 
-run-live: install devstack-up  ## serve against the local devstack (Vault, databases, Redis Cluster, RabbitMQ)
-	eval "$$(bash scripts/devstack.sh env)" && $(UV) run --frozen colima-ref serve --backend live --host $(HOST) --port $(PORT)
+run-live: install devstack-up  ## serve against the local devstack on 8000 and, with a certificate from its Vault PKI, HTTPS on 8443
+	eval "$$(bash scripts/devstack.sh env)" && $(UV) run --frozen colima-ref serve --backend live --host $(HOST) --port $(PORT) --https-port $(HTTPS_PORT)
 
 lint: install  ## ruff, mypy --strict, import-linter contracts, compose file check
 	$(UV) run --frozen ruff check src tests

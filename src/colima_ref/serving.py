@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from colima_ref.bootstrap import build_app, open_certificate_issuer
 from colima_ref.domain.certificates import ServedCertificate
+from colima_ref.domain.errors import BaseAPIException
 from colima_ref.head_deadline import HEAD_TIMEOUT, HeadDeadlineMiddleware, HeadDeadlineProtocol
 from colima_ref.http.middleware.request_validation import MAX_HEAD_BYTES
 from colima_ref.settings import Settings
@@ -157,7 +158,8 @@ def serve_http_and_https(
         try:
             runner.run(_serve(settings, app, served, common, port=port, https_port=https_port))
         except StartupFailedError as exc:
-            log.error("server not started", reason=str(exc), exc_info=exc.__cause__ or exc)
+            # A lifespan that fails is a bug or a broken backend set-up: its traceback helps.
+            log.error("server not started", reason=str(exc), exc_info=exc.__cause__)
             raise SystemExit(STARTUP_FAILURE) from None
 
 
@@ -207,8 +209,9 @@ async def _tls_options(
     renewal = CertificateRenewal(issuer, served, stack.enter_context(private_directory()))
     try:
         await renewal.issue()
-    except Exception as exc:
-        raise StartupFailedError("the TLS certificate could not be issued") from exc
+    except (BaseAPIException, OSError) as exc:
+        # An operational failure (Vault down, the role refused): its words, no traceback.
+        raise StartupFailedError(f"the TLS certificate could not be issued: {exc}") from None
     renewing = asyncio.create_task(renewal.keep_renewed(), name="tls-renewal")
     stack.push_async_callback(_cancelled, renewing)
     return {

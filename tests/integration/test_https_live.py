@@ -194,3 +194,20 @@ def test_vault_down_at_renewal_keeps_the_certificate_and_warns_once_per_attempt(
     assert {line["reason"] for line in failed} <= {"unreachable", "timeout"}
     assert all(0 < line["retry_in"] <= max(line["seconds_left"], 1) for line in failed)
     assert_clean_shutdown(server, code)
+
+
+def test_a_certificate_vault_will_not_issue_stops_the_start_with_status_3(
+    pki: dict[str, str], tmp_path: Path
+) -> None:
+    server = LiveServer(
+        {**pki, "VAULT_PKI_ROLE": "no-such-role"},
+        tmp_path,
+        arguments=("--https-port", str(free_port())),
+    )
+    with pytest.raises(pytest.fail.Exception, match="server exited with 3"):
+        server.start()
+
+    errors = [line for line in server.stdout.splitlines() if '"levelname":"ERROR"' in line]
+    assert len(errors) == 1
+    assert "the TLS certificate could not be issued: Vault refused our request" in errors[0]
+    assert "Traceback" not in server.stdout + server.stderr
