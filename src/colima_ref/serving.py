@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from types import FrameType
@@ -103,9 +104,15 @@ class SharedLifespan:
         raise LifespanFailedError(expected) from self._task.exception()
 
 
-async def serve_together(servers: Sequence[uvicorn.Server]) -> None:
-    """Run every server until one of them is told to exit, then stop them all together."""
-    running = [asyncio.create_task(server.serve()) for server in servers]
+async def serve_together(
+    servers: Sequence[uvicorn.Server], sockets: Sequence[socket.socket]
+) -> None:
+    """Run each server on its bound socket until one of them is told to exit, then stop them
+    all together."""
+    running = [
+        asyncio.create_task(server.serve(sockets=[sock]))
+        for server, sock in zip(servers, sockets, strict=True)
+    ]
     pending = set(running)
     while pending:
         _, pending = await asyncio.wait(pending, timeout=0.1)
@@ -184,16 +191,24 @@ async def _serve(
     previous = {signum: signal.signal(signum, stop) for signum in _SIGNALS}
     try:
         async with AsyncExitStack() as stack:
-            tls = await _tls_options(settings, served, stack)
+            tls, renewal = await _tls_options(settings, served, stack)
+            configs = [
+                uvicorn.Config(app, port=port, **common),
+                uvicorn.Config(app, port=https_port, **common, **tls),
+            ]
+            # Bound before anything opens: a port in use ends the start here (uvicorn logs it
+            # and exits 3), with no certificate issued and no backend connected.
+            sockets = [config.bind_socket() for config in configs]
+            for sock in sockets:
+                stack.callback(sock.close)
+            if renewal is not None:
+                await _first_certificate(renewal, stack)
             await app.startup()
             stack.push_async_callback(app.shutdown)
-            servers += [
-                uvicorn.Server(uvicorn.Config(app, port=port, **common)),
-                uvicorn.Server(uvicorn.Config(app, port=https_port, **common, **tls)),
-            ]
+            servers += [uvicorn.Server(config) for config in configs]
             log.info("serving https", https_port=https_port, certificate=_source(settings))
             if not stopping:
-                await serve_together(servers)
+                await serve_together(servers, sockets)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -201,12 +216,21 @@ async def _serve(
 
 async def _tls_options(
     settings: Settings, served: ServedCertificate, stack: AsyncExitStack
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], CertificateRenewal | None]:
     tls = settings.tls
     if not tls.pki_role:
-        return {"ssl_certfile": tls.certfile, "ssl_keyfile": tls.keyfile}
+        return {"ssl_certfile": tls.certfile, "ssl_keyfile": tls.keyfile}, None
     issuer = await stack.enter_async_context(open_certificate_issuer(settings))
     renewal = CertificateRenewal(issuer, served, stack.enter_context(private_directory()))
+    options = {
+        "ssl_certfile": renewal.certfile,
+        "ssl_keyfile": renewal.keyfile,
+        "ssl_context_factory": renewal.context_factory,
+    }
+    return options, renewal
+
+
+async def _first_certificate(renewal: CertificateRenewal, stack: AsyncExitStack) -> None:
     try:
         await renewal.issue()
     except (BaseAPIException, OSError) as exc:
@@ -214,11 +238,6 @@ async def _tls_options(
         raise StartupFailedError(f"the TLS certificate could not be issued: {exc}") from None
     renewing = asyncio.create_task(renewal.keep_renewed(), name="tls-renewal")
     stack.push_async_callback(_cancelled, renewing)
-    return {
-        "ssl_certfile": renewal.certfile,
-        "ssl_keyfile": renewal.keyfile,
-        "ssl_context_factory": renewal.context_factory,
-    }
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:
