@@ -49,7 +49,8 @@ def private_directory() -> Iterator[Path]:
 
 class CertificateRenewal:
     """Keeps the certificate ``issuer`` gives in ``directory`` and in every SSL context made by
-    `context_factory`, and ``served`` told which one new handshakes get."""
+    `context_factory`, and ``served`` told which one new handshakes get. ``retry`` is the first
+    and the longest wait between failed renewals, in seconds."""
 
     def __init__(
         self,
@@ -58,12 +59,14 @@ class CertificateRenewal:
         directory: Path,
         *,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        retry: tuple[float, float] = (MIN_RETRY, MAX_RETRY),
     ) -> None:
         self.issuer = issuer
         self.served = served
         self.certfile = directory / "certificate.pem"
         self.keyfile = directory / "private-key.pem"
         self._clock = clock
+        self._min_retry, self._max_retry = retry
         self._contexts: list[ssl.SSLContext] = []
 
     def context_factory(
@@ -98,7 +101,7 @@ class CertificateRenewal:
             await self._renew()
 
     async def _renew(self) -> None:
-        backoff = MIN_RETRY
+        backoff = self._min_retry
         attempt = 0
         while True:
             attempt += 1
@@ -106,17 +109,17 @@ class CertificateRenewal:
                 await self.issue()
             except (ServiceUnavailableError, OSError) as exc:
                 left = self._seconds_left()
-                delay = backoff if left <= 0 else min(backoff, max(left / 3, MIN_RETRY))
+                delay = backoff if left <= 0 else min(backoff, max(left / 3, self._min_retry))
                 log.warning(
                     "tls.certificate.renewal_failed",
                     attempt=attempt,
                     reason=getattr(exc, "details", {}).get("reason", type(exc).__name__),
                     serving=self.served.current.serial if self.served.current else None,
-                    seconds_left=round(left),
-                    retry_in=round(delay, 1),
+                    seconds_left=round(left, 2),
+                    retry_in=round(delay, 2),
                 )
                 await asyncio.sleep(delay)
-                backoff = min(backoff * 2, MAX_RETRY)
+                backoff = min(backoff * 2, self._max_retry)
             else:
                 return
 
