@@ -87,6 +87,8 @@ cmd_with() {
   trap 'exit 143' TERM
   if devstack_answers; then
     note "already running (Vault on ${VAULT_ADDR_LOCAL} holds the secrets, every port listens): this run starts nothing"
+    # A devstack started before the PKI step existed gets it now; it starts nothing either.
+    ensure_pki
   else
     STARTED_LIST=$(sessions_started)
     bring_up
