@@ -67,7 +67,7 @@ class SharedLifespan:
         await self.app(scope, receive, send)
 
     async def startup(self) -> None:
-        """Raises LifespanFailedError, with the app's exception as the cause."""
+        """Run the app's startup. Raises LifespanFailedError, caused by what the app raised."""
         log.info("Waiting for application startup.")
         scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": self._state}
         self._task = asyncio.create_task(self._run(scope))
@@ -140,7 +140,8 @@ def serve_http_and_https(
     (VAULT_PKI_ROLE), renewed at two thirds of its life.
 
     Raises:
-        SystemExit: 3 when the certificate cannot be issued or the app fails to start.
+        SystemExit: 3 when a port is taken, the certificate cannot be issued or the app fails
+            to start; nothing is served then.
         SettingsError: live, and Vault is given no login method or two.
     """
     served = ServedCertificate()
