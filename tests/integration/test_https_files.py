@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import httpx2
 import pytest
 from live_support import LiveServer, assert_clean_shutdown, free_port, skip_or_fail
 from tls_support import client_context, served_serial
+
+from colima_ref.head_deadline import HEAD_TIMEOUT
 
 
 @pytest.fixture
@@ -90,6 +93,24 @@ def test_https_serves_the_same_app_as_http(
     assert served_serial(https_port, cert)
     key_body = key.read_text().splitlines()[1]
     assert key_body not in server.stdout + server.stderr
+
+
+def test_an_idle_https_connection_is_closed_at_the_head_deadline(
+    both: tuple[LiveServer, int], self_signed: tuple[Path, Path]
+) -> None:
+    """The HTTPS listener runs the same protocol: no request within 5 s of the handshake, closed."""
+    _, https_port = both
+    cert, _ = self_signed
+    with (
+        socket.create_connection(("127.0.0.1", https_port), timeout=HEAD_TIMEOUT + 5) as raw,
+        client_context(cert).wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        opened = time.monotonic()
+        tls.sendall(b"GET /health/ HTTP/1.1\r\nHost: x\r\n")  # a head that never ends
+        assert tls.recv(1024) == b""
+        closed_after = time.monotonic() - opened
+
+    assert HEAD_TIMEOUT - 0.5 < closed_after < HEAD_TIMEOUT + 2
 
 
 def test_sigterm_stops_both_listeners_and_exits_0(both: tuple[LiveServer, int]) -> None:
