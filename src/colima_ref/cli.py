@@ -156,9 +156,9 @@ def _serve_https(
 ) -> None:
     from colima_ref.serving import serve_http_and_https  # the TLS code only when asked for
 
-    if args.workers != 1:
+    if args.workers != 1 or args.reload:
         parser.exit(
-            2, f"{PROG}: error: --https-port serves from one process: --workers must be 1\n"
+            2, f"{PROG}: error: --https-port serves from one process: no --workers, no --reload\n"
         )
     if not (settings.tls.certfile or settings.tls.pki_role):
         parser.exit(2, f"{PROG}: error: --https-port needs SSL_CERTFILE or VAULT_PKI_ROLE\n")
