@@ -8,7 +8,7 @@ import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 import uvicorn
@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Reference API in front of Vault, PostgreSQL, MySQL, MongoDB, Redis Cluster\n"
             "and RabbitMQ.\n\n"
             "commands:\n"
-            "  serve  run the HTTP server (--host, --port, --workers, --backend, --log-level;\n"
-            f"         see `{PROG} serve --help`)"
+            "  serve  run the HTTP server (--host, --port, --https-port, --workers, --reload,\n"
+            f"         --backend, --log-level; see `{PROG} serve --help`)"
         ),
         epilog=_environment_table(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -165,10 +165,9 @@ def _serve_https(
     try:
         serve_http_and_https(
             settings,
-            host=args.host,
+            listener_options(args.host),
             port=args.port,
             https_port=args.https_port,
-            graceful_shutdown=GRACEFUL_SHUTDOWN,
         )
     except SettingsError as exc:
         parser.exit(2, f"{PROG}: error: {exc}\n")
@@ -212,22 +211,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     uvicorn.run(
         "colima_ref.asgi:make_served_app",
         factory=True,
-        host=args.host,
         port=args.port,
         workers=args.workers,
         reload=args.reload,
         reload_dirs=[str(PACKAGE_DIR)] if args.reload else None,
-        loop="auto",
-        http=HeadDeadlineProtocol,
+        lifespan="on",
+        **listener_options(args.host),
+    )
+
+
+def listener_options(host: str) -> dict[str, Any]:
+    """The uvicorn options of every listener ``serve`` runs, HTTP or HTTPS."""
+    return {
+        "host": host,
+        "loop": "auto",
+        "http": HeadDeadlineProtocol,
         # h11 answers 400 and closes once a request head has grown past this without ending;
         # uvicorn's httptools protocol has no such bound, which is why we serve with h11.
-        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
-        timeout_keep_alive=HEAD_TIMEOUT,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
-        ws="none",
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        proxy_headers=False,
-        server_header=False,
-    )
+        "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
+        "timeout_keep_alive": HEAD_TIMEOUT,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN,
+        "ws": "none",
+        "access_log": False,
+        "log_config": None,
+        "proxy_headers": False,
+        "server_header": False,
+    }

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from types import FrameType
 from typing import Any
@@ -29,8 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from colima_ref.bootstrap import build_app, open_certificate_issuer
 from colima_ref.domain.certificates import ServedCertificate
 from colima_ref.domain.errors import BaseAPIException
-from colima_ref.head_deadline import HEAD_TIMEOUT, HeadDeadlineMiddleware, HeadDeadlineProtocol
-from colima_ref.http.middleware.request_validation import MAX_HEAD_BYTES
+from colima_ref.head_deadline import HeadDeadlineMiddleware
 from colima_ref.settings import Settings
 from colima_ref.tls import CertificateRenewal, private_directory
 
@@ -128,13 +127,13 @@ async def serve_together(
 
 def serve_http_and_https(
     settings: Settings,
+    options: Mapping[str, Any],
     *,
-    host: str,
     port: int,
     https_port: int,
-    graceful_shutdown: float,
 ) -> None:
-    """Serve the app on ``port`` (HTTP) and ``https_port`` (HTTPS) until SIGTERM or SIGINT.
+    """Serve the app on ``port`` (HTTP) and ``https_port`` (HTTPS), each listener with the
+    uvicorn ``options`` of ``serve``'s single one, until SIGTERM or SIGINT.
 
     The certificate comes from SSL_CERTFILE/SSL_KEYFILE, or from Vault's PKI engine
     (VAULT_PKI_ROLE), renewed at two thirds of its life.
@@ -146,21 +145,7 @@ def serve_http_and_https(
     """
     served = ServedCertificate()
     app = SharedLifespan(HeadDeadlineMiddleware(build_app(settings, tls_certificate=served)))
-    common: dict[str, Any] = {
-        # The options `colima-ref serve` passes to uvicorn.run without --https-port.
-        "host": host,
-        "loop": "auto",
-        "http": HeadDeadlineProtocol,
-        "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
-        "timeout_keep_alive": HEAD_TIMEOUT,
-        "timeout_graceful_shutdown": graceful_shutdown,
-        "ws": "none",
-        "lifespan": "off",
-        "access_log": False,
-        "log_config": None,
-        "proxy_headers": False,
-        "server_header": False,
-    }
+    common: dict[str, Any] = {**options, "lifespan": "off"}
     loop_factory = uvicorn.Config(app, **common).get_loop_factory()
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         try:

@@ -55,7 +55,8 @@ def both(tmp_path: Path, self_signed: tuple[Path, Path]) -> Iterator[tuple[LiveS
     cert, key = self_signed
     https_port = free_port()
     server = LiveServer(
-        {"RATE_LIMIT_ENABLED": "false"},
+        # The devstack's environment names its PKI role, a second certificate source.
+        {"RATE_LIMIT_ENABLED": "false", "VAULT_PKI_ROLE": ""},
         tmp_path,
         backend="memory",
         arguments=(
