@@ -495,17 +495,11 @@ class VaultCertificateIssuer:
 
         Raises ConfigurationError when no PKI role is set or Vault has no single login method.
         """
-        tls, vault = settings.tls, settings.vault
+        tls = settings.tls
         if not tls.pki_role:
             raise ConfigurationError("No PKI role to issue certificates with", {"service": "vault"})
-        async with VaultSecretStore.open(
-            addr=vault.addr,
-            token=vault.token,
-            role_id=vault.role_id,
-            secret_id=vault.secret_id,
-            request_timeout=vault.timeout,
-            operation_timeout=settings.backends.operation_timeout,
-        ) as store:
+        # No breaker: a renewal that fails is retried by its own schedule, not refused.
+        async with VaultSecretStore.from_settings(settings) as store:
             yield cls(
                 store,
                 tls.pki_role,
