@@ -7,15 +7,12 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, Required, TypedDict, TypeVar
 
 import attrs
-import structlog
 
 from colima_ref.adapters.breaker import ServiceBreaker, through
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.domain import errors
 from colima_ref.domain.models import Secret
 from colima_ref.settings import Settings
-
-log = structlog.get_logger(__name__)
 
 C = TypeVar("C")
 T = TypeVar("T")
@@ -73,10 +70,6 @@ class Login(Generic[C]):
     health probe, and within ``operation_timeout``. Calls refused by the same client share one
     rebuild, under one lock; a second refusal raises the service's error (outage False, since
     the service answered), and so does a missing secret. A client that is ``broken`` is replaced.
-
-    With ``replace_when_cut_short``, a client one of whose calls the operation timeout cut short
-    is replaced too, and closed in the background: a driver that is not safe to cancel mid-call
-    (pymongo) may be left hanging on every later call, and the next call must not inherit that.
     """
 
     service: Service
@@ -88,11 +81,8 @@ class Login(Generic[C]):
     operation_timeout: float = 5.0
     breaker: ServiceBreaker | None = None
     broken: Callable[[C], bool] = _never_broken
-    replace_when_cut_short: bool = False
     current: C | None = attrs.field(default=None, init=False)
     _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False, repr=False)
-    # Clients cut short and being closed; held so their tasks are not garbage-collected.
-    _closing: set[asyncio.Task[None]] = attrs.field(factory=set, init=False, repr=False)
 
     @secret_path.default
     def _service_secret_path(self) -> str:
@@ -106,14 +96,11 @@ class Login(Generic[C]):
         return await through(None if probe else self.breaker, self.call, call, operation=operation)
 
     async def aclose(self) -> None:
-        """Close the client, and wait for those cut short to be closed. The next call builds a
-        new one."""
+        """Close the client. The next call builds a new one."""
         async with self._lock:
             if self.current is not None:
                 await self.close_client(self.current)
                 self.current = None
-        if self._closing:
-            await asyncio.wait(self._closing)
 
     async def call(self, call: Callable[[C], Awaitable[T]]) -> T:
         """``call(client)`` on the logged-in client, past no breaker; raises
@@ -122,8 +109,6 @@ class Login(Generic[C]):
             async with asyncio.timeout(self.operation_timeout):
                 return await self._logged_in(call)
         except TimeoutError as exc:
-            if self.replace_when_cut_short:
-                self._replace_current()
             raise errors.OperationTimeoutError(
                 f"{self.service.name} did not answer within {self.operation_timeout:g} s",
                 {"service": self.service.key},
@@ -155,22 +140,6 @@ class Login(Generic[C]):
             if self.current is None:
                 self.current = await self._built()
             return self.current
-
-    def _replace_current(self) -> None:
-        """Forget the current client now and close it in the background, within the connect
-        timeout: the caller has already waited as long as it may."""
-        client, self.current = self.current, None
-        if client is not None:
-            task = asyncio.create_task(self._close_within_connect_timeout(client))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-
-    async def _close_within_connect_timeout(self, client: C) -> None:
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                await self.close_client(client)
-        except TimeoutError:
-            log.warning("login.client_close_timed_out", service=self.service.key)
 
     async def _drop(self, client: C, *, refused: bool) -> None:
         """Forget ``client`` unless another caller already did (lock held)."""

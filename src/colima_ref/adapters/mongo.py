@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from typing import Any, TypeVar, Unpack
 
 import attrs
@@ -17,6 +17,7 @@ from pymongo.errors import (
 
 from colima_ref.adapters.breaker import ServiceBreaker
 from colima_ref.adapters.credentials import CredentialSource
+from colima_ref.adapters.left_running import LeftRunning
 from colima_ref.adapters.login import Login, LoginOptions, LoginRefusedError, Service, options_from
 from colima_ref.domain import errors
 from colima_ref.domain.models import Secret, ServiceHealth
@@ -64,6 +65,12 @@ class MongoDocumentDatabase:
 
     With a ``breaker``, every call but ``check`` passes through it and raises CircuitBreakerError
     while it is open; a health probe always reaches the server, so recovery shows.
+
+    A call the operation timeout gives up on is not cancelled inside pymongo, which does not
+    survive every cancellation (a socket it was about to connect stays open; a server selection
+    cut short breaks its topology lock, and every later call hangs). It runs in a task of its
+    own, which pymongo's own timeouts end: socket, server selection and connect, each within
+    the operation timeout (`LeftRunning`). `aclose` waits for those.
     """
 
     _host: str
@@ -74,16 +81,11 @@ class MongoDocumentDatabase:
     _min_size: int = 1
     _max_size: int = 10
     _login: Login[_Session] = attrs.field(init=False, repr=False)
+    _calls: LeftRunning = attrs.field(factory=LeftRunning, init=False, repr=False)
 
     @_login.default
     def _client_login(self) -> Login[_Session]:
-        return Login(
-            service=MONGODB,
-            build=self._build,
-            close_client=_close,
-            replace_when_cut_short=True,
-            **self._options,
-        )
+        return Login(service=MONGODB, build=self._build, close_client=_close, **self._options)
 
     @classmethod
     def open(
@@ -121,7 +123,9 @@ class MongoDocumentDatabase:
     async def collection_names(self) -> list[str]:
         """The names of the collections in the secret's database, sorted."""
         names = await self._login.run(
-            lambda session: _translated(session.client[session.database].list_collection_names()),
+            lambda session: self._calls.run(
+                _translated(session.client[session.database].list_collection_names())
+            ),
             operation="collection_names",
         )
         return sorted(names)
@@ -129,15 +133,19 @@ class MongoDocumentDatabase:
     async def check(self) -> ServiceHealth:
         """Healthy with the ``version`` from ``buildInfo`` once a logged-in command round-trips."""
         info = await self._login.run(
-            lambda session: _translated(session.client[session.database].command("buildInfo")),
+            lambda session: self._calls.run(
+                _translated(session.client[session.database].command("buildInfo"))
+            ),
             operation="check",
             probe=True,
         )
         return ServiceHealth(healthy=True, info={"version": str(info.get("version", "unknown"))})
 
     async def aclose(self) -> None:
-        """Close the client and its pool. The next call would build a new one."""
+        """Close the client and its pool, and wait for the calls left to end by themselves.
+        The next call would build a new one."""
         await self._login.aclose()
+        await self._calls.wait()
 
     async def _build(self, secret: Secret) -> _Session:
         database = secret.data.get("database", "")
@@ -159,8 +167,7 @@ class MongoDocumentDatabase:
             password=secret.data.get("password") or None,
             authSource=self._auth_source or database,
             directConnection=self._direct_connection,
-            # pymongo mishandles a cancellation while it selects a server: its topology lock
-            # breaks and every later call fails (hence ``replace_when_cut_short``). Server
+            # pymongo's own timeouts end a call its caller gave up on (`LeftRunning`). Server
             # selection gives up by itself, with a 503, well before the operation timeout.
             serverSelectionTimeoutMS=_ms(min(connect_timeout, operation_timeout / 2)),
             connectTimeoutMS=_ms(connect_timeout),
@@ -184,7 +191,7 @@ def _cause(exc: BaseException | None) -> dict[str, str]:
     return {"cause": type(exc).__name__} if exc is not None else {}
 
 
-async def _translated(command: Awaitable[T]) -> T:
+async def _translated(command: Coroutine[Any, Any, T]) -> T:
     """Await ``command``, raising our errors for pymongo's. Our messages only: the driver's
     quote the server."""
     try:
