@@ -18,6 +18,8 @@ from live_support import free_port, skip_or_fail
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
+from servers import OwnDatabase
+
 SECANTUSD = Path(sys.executable).with_name("secantusd-py")
 COLLECTIONS = ("zebras", "apples", "mangos")
 APP_NAME = "colima-ref"  # the adapter's appname; fail points match on it
@@ -80,7 +82,7 @@ class Secantus:
 
 
 @attrs.define
-class Account:
+class Account(OwnDatabase):
     """A user owning a database of its own, holding COLLECTIONS, on ``server``."""
 
     server: Secantus
@@ -88,18 +90,8 @@ class Account:
     password: str = attrs.field(factory=lambda: secrets.token_urlsafe(16), repr=False)
 
     @property
-    def database(self) -> str:
-        return self.user
-
-    @property
     def ports(self) -> list[int]:
         return [self.server.port]
-
-    def secret(self, password: str | None = None) -> dict[str, str]:
-        return {"user": self.user, "password": password or self.password, "database": self.database}
-
-    def new_password(self) -> str:
-        return secrets.token_urlsafe(16)
 
     def create(self) -> None:
         with self.server.admin() as client:

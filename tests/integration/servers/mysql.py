@@ -14,6 +14,8 @@ import attrs
 from asyncmy.errors import MySQLError
 from live_support import skip_or_fail
 
+from servers import OwnDatabase
+
 PORT = int(os.environ.get("MYSQL_PORT", "3306"))
 ACCESS_DENIED = 1045
 
@@ -32,26 +34,12 @@ async def as_root(statement: str, *args: Any) -> list[Any]:
 
 
 @attrs.define
-class Account:
+class Account(OwnDatabase):
     """A user of one test's own, owning a database of the same name, on the shared server."""
 
     user: str
     password: str = attrs.field(repr=False)
     ports: list[int] = attrs.field(factory=lambda: [PORT])
-
-    @property
-    def database(self) -> str:
-        return self.user
-
-    def secret(self, password: str | None = None) -> dict[str, str]:
-        return {
-            "user": self.user,
-            "password": password or self.password,
-            "database": self.database,
-        }
-
-    def new_password(self) -> str:
-        return secrets.token_urlsafe(18)
 
     async def rotate(self, password: str) -> None:
         """Change the password and end the user's sessions, as a rotation job would."""

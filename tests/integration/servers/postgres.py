@@ -18,6 +18,8 @@ import psycopg
 from live_support import free_port, skip_or_fail
 from psycopg import sql
 
+from servers import OwnDatabase
+
 SHARED_PORT = int(os.environ.get("POSTGRES_PORT", "5432"))
 
 
@@ -33,7 +35,7 @@ PG_BIN = Path(os.environ.get("PG_BIN") or newest_server_binaries())
 
 
 @attrs.define
-class Account:
+class Account(OwnDatabase):
     """A login role of one test's own, owning a database of the same name, on ``server``."""
 
     server: Server = attrs.field(repr=False)
@@ -41,22 +43,8 @@ class Account:
     password: str = attrs.field(repr=False)
 
     @property
-    def database(self) -> str:
-        return self.user
-
-    @property
     def ports(self) -> list[int]:
         return [self.server.port]
-
-    def secret(self, password: str | None = None) -> dict[str, str]:
-        return {
-            "user": self.user,
-            "password": password or self.password,
-            "database": self.database,
-        }
-
-    def new_password(self) -> str:
-        return secrets.token_urlsafe(18)
 
     async def rotate(self, password: str) -> None:
         await self.server.rotate(self, password)
