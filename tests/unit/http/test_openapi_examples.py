@@ -30,6 +30,7 @@ from colima_ref.http.error_examples import EXAMPLE_REQUEST_ID, error_examples
 from colima_ref.http.middleware.request_validation import MAX_BODY_BYTES
 from colima_ref.ports.services import Services
 from colima_ref.settings import Settings
+from served import free_port
 
 MakeClient = Callable[..., TestClient]
 PUBLISH = "/examples/messaging/publish?queue_name=q"
@@ -48,10 +49,7 @@ def _as_example(response: httpx2.Response) -> dict[str, Any]:
 
 @pytest.fixture
 def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
+    return free_port()  # free: nothing listens on it
 
 
 @pytest.fixture
