@@ -37,6 +37,7 @@ import pytest
 from colima_ref.adapters.credentials import CredentialSource
 from colima_ref.adapters.memory import InMemorySecretStore
 from colima_ref.domain.models import Secret
+from colima_ref.head_deadline import HEAD_TIMEOUT
 from colima_ref.ports.secrets import SecretStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +69,12 @@ SUMMARIES = pytest.StashKey[list[str]]()
 
 
 DEVSTACK_HINT = "start it with `make devstack-up`"
+
+# A client drops an idle connection before the server closes it (HEAD_TIMEOUT after its last
+# answer); with equal timeouts a request sent as the server closes fails with ReadError, the
+# keep-alive race of HTTP/1.1, which is no fault of the server under test.
+KEEPALIVE_EXPIRY = HEAD_TIMEOUT / 2
+CLIENT_LIMITS = httpx2.Limits(keepalive_expiry=KEEPALIVE_EXPIRY)
 
 
 def skip_or_fail(reason: str, env: Mapping[str, str] = os.environ) -> NoReturn:
@@ -205,7 +212,7 @@ class LiveServer:
     offsets: tuple[int, int] = (0, 0)
 
     def __attrs_post_init__(self) -> None:
-        self.client = httpx2.Client(base_url=self.base_url, timeout=15)
+        self.client = httpx2.Client(base_url=self.base_url, timeout=15, limits=CLIENT_LIMITS)
 
     @property
     def base_url(self) -> str:

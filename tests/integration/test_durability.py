@@ -26,7 +26,14 @@ import httpx2
 import hvac
 import pytest
 from aiormq.abc import AbstractChannel
-from live_support import QUIET, SUMMARIES, WHOLE_STACK, LiveServer, read_secret
+from live_support import (
+    KEEPALIVE_EXPIRY,
+    QUIET,
+    SUMMARIES,
+    WHOLE_STACK,
+    LiveServer,
+    read_secret,
+)
 from pamqp.commands import Basic
 
 pytestmark = WHOLE_STACK
@@ -92,7 +99,11 @@ async def queue(amqp_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def client(server: LiveServer) -> AsyncIterator[httpx2.AsyncClient]:
-    limits = httpx2.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    limits = httpx2.Limits(
+        max_connections=CLIENTS,
+        max_keepalive_connections=CLIENTS,
+        keepalive_expiry=KEEPALIVE_EXPIRY,
+    )
     async with httpx2.AsyncClient(base_url=server.base_url, timeout=30, limits=limits) as opened:
         yield opened
 

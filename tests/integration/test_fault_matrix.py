@@ -36,6 +36,7 @@ import httpx2
 import hvac
 import pytest
 from live_support import (
+    CLIENT_LIMITS,
     QUIET,
     SUMMARIES,
     WHOLE_STACK,
@@ -416,7 +417,9 @@ async def test_a_failing_backend_answers_fast_opens_its_breaker_and_spares_the_o
     cell = Cell(service, fault)
     matrix.append(cell)
     relay = stack.relays[service]
-    async with httpx2.AsyncClient(base_url=stack.server.base_url, timeout=CLIENT_TIMEOUT) as client:
+    async with httpx2.AsyncClient(
+        base_url=stack.server.base_url, timeout=CLIENT_TIMEOUT, limits=CLIENT_LIMITS
+    ) as client:
         not_settled = await settled(client)
         if not_settled is not None:
             cell.problems.append(f"not healthy before the fault: {not_settled}")

@@ -31,7 +31,7 @@ import httpx2
 import hvac
 import pytest
 import redis
-from live_support import QUIET, LiveServer, VaultFolder
+from live_support import CLIENT_LIMITS, QUIET, LiveServer, VaultFolder
 from servers.redis import free_node_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.vault]
@@ -278,7 +278,9 @@ async def test_a_killed_master_fails_only_its_own_keys_and_they_recover_after_th
     answers: list[Answer] = []
     stop = asyncio.Event()
     promoted = shown_open = recovered = None
-    async with httpx2.AsyncClient(base_url=server.base_url, timeout=15) as client:
+    async with httpx2.AsyncClient(
+        base_url=server.base_url, timeout=15, limits=CLIENT_LIMITS
+    ) as client:
         for key in doomed + healthy:
             written = await client.post(f"/examples/cache/{key}", params={"value": key})
             assert written.status_code == 200, written.text
