@@ -457,8 +457,12 @@ class VaultSecretStore:
             lambda: self._client.auth.token.lookup_self()
         )
         data = response["data"]
-        if not data["ttl"]:
+        if data.get("expire_time") is None:
             return None  # root and periodic-less service tokens that never expire
+        if not data["ttl"]:
+            # Its last second: a renewal that failed just before found it at its end.
+            log.warning("vault.token.expiring", seconds_left=0)
+            return None
         return _Lease(
             ttl=int(data["ttl"]),
             renewable=bool(data["renewable"]),
