@@ -159,12 +159,13 @@ class VaultSecretStore:
     )
     _secret_values: frozenset[str] = attrs.field(factory=frozenset, init=False, repr=False)
 
+    # The last private key issued, swapped out of `_secret_values` when the next one comes.
     _issued_key: str = attrs.field(default="", init=False, repr=False)
 
     def secret_values(self) -> frozenset[str]:
         """What it logs in to Vault with, every token a login gave it and the private key it
         issued last, to hide from logs."""
-        return self._secret_values | {self._issued_key} if self._issued_key else self._secret_values
+        return self._secret_values
 
     @_threads.default
     def _own_threads(self) -> ThreadPoolExecutor:
@@ -328,7 +329,9 @@ class VaultSecretStore:
             )
         )
         data = response["data"]
-        self._issued_key = data["private_key"]
+        key = data["private_key"]
+        self._secret_values = (self._secret_values - {self._issued_key}) | {key}
+        self._issued_key = key
         chain = data.get("ca_chain") or [data["issuing_ca"]]
         expires_at = datetime.datetime.fromtimestamp(int(data["expiration"]), datetime.UTC)
         return IssuedCertificate(
