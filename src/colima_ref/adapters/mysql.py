@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Any, NoReturn, Unpack
+from typing import Any, NoReturn
 
 import asyncmy
 import attrs
 from asyncmy.errors import MySQLError
 from asyncmy.pool import Pool
 
-from colima_ref.adapters.breaker import ServiceBreaker
-from colima_ref.adapters.credentials import CredentialSource
-from colima_ref.adapters.login import Login, LoginOptions, LoginRefusedError, Service, options_from
+from colima_ref.adapters.login import LoginRefusedError, Service
+from colima_ref.adapters.sql_pool import SqlPoolAdapter
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueryResult, Secret, ServiceHealth
-from colima_ref.settings import Settings
+from colima_ref.settings import Endpoint, Settings
 
 SERVICE = "mysql"
 MYSQL = Service(SERVICE, "MySQL", errors.DatabaseConnectionError, SERVICE)
@@ -26,7 +24,7 @@ _ACCESS_DENIED = 1045  # ER_ACCESS_DENIED_ERROR: wrong user or password
 
 
 @attrs.define
-class MySqlDatabase:
+class MySqlDatabase(SqlPoolAdapter[Pool]):
     """SqlDatabase and HealthProbe on an asyncmy pool (MySQL or MariaDB).
 
     asyncmy's ``create_pool`` connects at once and raises when the server is down, so the pool is
@@ -44,46 +42,11 @@ class MySqlDatabase:
     while it is open; a health probe always reaches the server, so recovery shows.
     """
 
-    _host: str
-    _port: int
-    _options: LoginOptions = attrs.field(repr=False)
-    _min_size: int = 1
-    _max_size: int = 10
-    _login: Login[Pool] = attrs.field(init=False, repr=False)
+    service = MYSQL
 
-    @_login.default
-    def _pool_login(self) -> Login[Pool]:
-        return Login(service=MYSQL, build=self._create, close_client=_close, **self._options)
-
-    @classmethod
-    def open(
-        cls,
-        *,
-        host: str,
-        port: int,
-        min_size: int = 1,
-        max_size: int = 10,
-        **options: Unpack[LoginOptions],
-    ) -> contextlib.aclosing[MySqlDatabase]:
-        """A database that connects on first use and closes its pool when the block exits.
-
-        Nothing is read or connected before the first call, so this succeeds while the server
-        or the secret store is down.
-        """
-        return contextlib.aclosing(cls(host, port, options, min_size, max_size))
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, credentials: CredentialSource, breaker: ServiceBreaker | None
-    ) -> contextlib.AbstractAsyncContextManager[MySqlDatabase]:
-        """`open` on ``settings.mysql``, with the pool sizes and timeouts of ``backends``."""
-        return cls.open(
-            host=settings.mysql.host,
-            port=settings.mysql.port,
-            min_size=settings.backends.pool_min,
-            max_size=settings.backends.pool_max,
-            **options_from(settings, credentials, breaker),
-        )
+    @staticmethod
+    def endpoint_in(settings: Settings) -> Endpoint:
+        return settings.mysql
 
     async def current_timestamp(self) -> QueryResult:
         """The server's ``NOW()`` in UTC, written as MySQL writes it."""
@@ -99,11 +62,7 @@ class MySqlDatabase:
         )
         return ServiceHealth(healthy=True, info={"version": str(version)})
 
-    async def aclose(self) -> None:
-        """Close the pool and every connection in it. The next call would create a new one."""
-        await self._login.aclose()
-
-    async def _create(self, secret: Secret) -> Pool:
+    async def _build(self, secret: Secret) -> Pool:
         try:
             pool: Pool = await asyncmy.create_pool(
                 host=self._host,
@@ -120,6 +79,11 @@ class MySqlDatabase:
         except MySQLError as exc:
             _raise_translated(exc)
         return pool
+
+    @staticmethod
+    async def _close(pool: Pool) -> None:
+        pool.close()
+        await pool.wait_closed()
 
 
 async def _first_value(pool: Pool, sql: str) -> Any:
@@ -144,11 +108,6 @@ async def _first_value(pool: Pool, sql: str) -> Any:
             pool.release(conn)
     except MySQLError as exc:
         _raise_translated(exc)
-
-
-async def _close(pool: Pool) -> None:
-    pool.close()
-    await pool.wait_closed()
 
 
 def _raise_translated(exc: MySQLError) -> NoReturn:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import re
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, LiteralString, NoReturn, TypeVar, Unpack
+from typing import Any, LiteralString, NoReturn, TypeVar
 
 import attrs
 import psycopg
@@ -15,13 +14,12 @@ from psycopg.rows import TupleRow
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from colima_ref.adapters.breaker import ServiceBreaker
-from colima_ref.adapters.credentials import CredentialSource
-from colima_ref.adapters.login import Login, LoginOptions, LoginRefusedError, Service, options_from
+from colima_ref.adapters.login import LoginRefusedError, Service
+from colima_ref.adapters.sql_pool import SqlPoolAdapter
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueryResult, Secret, ServiceHealth
 from colima_ref.domain.shared_runs import SharedRuns
-from colima_ref.settings import Settings
+from colima_ref.settings import Endpoint, Settings
 
 SERVICE = "postgres"
 POSTGRES = Service(SERVICE, "PostgreSQL", errors.DatabaseConnectionError, SERVICE)
@@ -58,7 +56,7 @@ class _Pool:
 
 
 @attrs.define
-class PostgresDatabase:
+class PostgresDatabase(SqlPoolAdapter[_Pool]):
     """SqlDatabase and HealthProbe on a psycopg ``AsyncConnectionPool``.
 
     The pool is built on first use with the user, password and database read from ``credentials``
@@ -81,48 +79,13 @@ class PostgresDatabase:
     while it is open; a health probe always reaches the server, so recovery shows.
     """
 
-    _host: str
-    _port: int
-    _options: LoginOptions = attrs.field(repr=False)
-    _min_size: int = 1
-    _max_size: int = 10
     _reachable: bool = attrs.field(default=False, init=False)
     _probes: SharedRuns[str, None] = attrs.field(factory=SharedRuns, init=False, repr=False)
-    _login: Login[_Pool] = attrs.field(init=False, repr=False)
+    service = POSTGRES
 
-    @_login.default
-    def _pool_login(self) -> Login[_Pool]:
-        return Login(service=POSTGRES, build=self._build, close_client=_close, **self._options)
-
-    @classmethod
-    def open(
-        cls,
-        *,
-        host: str,
-        port: int,
-        min_size: int = 1,
-        max_size: int = 10,
-        **options: Unpack[LoginOptions],
-    ) -> contextlib.aclosing[PostgresDatabase]:
-        """A database that connects on first use and closes its pool when the block exits.
-
-        Nothing is read or connected before the first call, so this succeeds while PostgreSQL
-        or the secret store is down.
-        """
-        return contextlib.aclosing(cls(host, port, options, min_size, max_size))
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, credentials: CredentialSource, breaker: ServiceBreaker | None
-    ) -> contextlib.AbstractAsyncContextManager[PostgresDatabase]:
-        """`open` on ``settings.postgres``, with the pool sizes and timeouts of ``backends``."""
-        return cls.open(
-            host=settings.postgres.host,
-            port=settings.postgres.port,
-            min_size=settings.backends.pool_min,
-            max_size=settings.backends.pool_max,
-            **options_from(settings, credentials, breaker),
-        )
+    @staticmethod
+    def endpoint_in(settings: Settings) -> Endpoint:
+        return settings.postgres
 
     async def current_timestamp(self) -> QueryResult:
         """The server's ``current_timestamp`` as PostgreSQL writes it, in UTC."""
@@ -137,10 +100,6 @@ class PostgresDatabase:
             lambda conn: _first_value_as_text(conn, _VERSION_QUERY), operation="check", probe=True
         )
         return ServiceHealth(healthy=True, info={"version": " ".join(version.split()[:2])})
-
-    async def aclose(self) -> None:
-        """Close the pool and every connection in it. The next call would build a new one."""
-        await self._login.aclose()
 
     async def _run(
         self, query: Callable[[Connection], Awaitable[T]], *, operation: str, probe: bool = False
@@ -224,6 +183,10 @@ class PostgresDatabase:
         await pool.open(wait=False)
         return _Pool(pool, login)
 
+    @staticmethod
+    async def _close(pool: _Pool) -> None:
+        await pool.pool.close()
+
 
 async def _detached(call: Coroutine[Any, Any, T]) -> T:
     """Await ``call`` in a task of its own, so that a caller given up on is answered at once.
@@ -248,10 +211,6 @@ def _wound_down(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         # Retrieved so that asyncio does not log an error nobody was left to receive.
         task.exception()
-
-
-async def _close(pool: _Pool) -> None:
-    await pool.pool.close()
 
 
 def _configure_sync(conn: Connection) -> None:
