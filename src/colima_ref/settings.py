@@ -26,6 +26,7 @@ from colima_ref.ports.services import SERVICE_NAMES, Backend
 
 DEFAULT_APP_NAME = "Colima Services Reference API"
 LOCALHOST = "127.0.0.1"
+DEFAULT_VHOST = "dev_vhost"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 RATE_LIMIT_STRATEGIES = ("sliding-window-counter", "moving-window", "fixed-window")
 _RATE_LIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+cluster")
@@ -586,7 +587,7 @@ class Settings:
     redis: RedisSettings = RedisSettings()
     rabbitmq: Endpoint = _endpoint("RABBITMQ_HOST", "RABBITMQ_PORT", "RabbitMQ", 5672)
     rabbitmq_vhost: str = _env(
-        "RABBITMQ_VHOST", _vhost, "dev_vhost", "vhost used when the rabbitmq secret names none"
+        "RABBITMQ_VHOST", _vhost, DEFAULT_VHOST, "vhost used when the rabbitmq secret names none"
     )
     rate_limit: RateLimitSettings = RateLimitSettings()
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _env(

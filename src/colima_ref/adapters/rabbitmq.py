@@ -33,11 +33,10 @@ from colima_ref.adapters.login import Login, LoginOptions, LoginRefusedError, Se
 from colima_ref.domain import errors
 from colima_ref.domain.models import QueueInfo, Secret, ServiceHealth
 from colima_ref.domain.shared_runs import SharedRuns
-from colima_ref.settings import Settings
+from colima_ref.settings import DEFAULT_VHOST, Settings
 
 SERVICE = "rabbitmq"
 RABBITMQ = Service(SERVICE, "RabbitMQ", errors.MessageQueueError, SERVICE)
-DEFAULT_VHOST = "dev_vhost"
 _PERSISTENT = 2
 
 T = TypeVar("T")
