@@ -3,10 +3,11 @@
 
 Each is built from our error classes and the limits the app enforces, then rendered as the app
 renders it, so a renamed error, a new body field or a changed limit shows in the document the
-app serves. The messages are those of the code that raises each error: the request validation
-and rate-limit middleware, the domain's validation, and the live adapters (which the HTTP edge
-may not import). tests/unit/http/test_openapi_examples.py drives each situation through that
-code and compares what it sends with the example.
+app serves. The middleware's messages come from the constants and functions the middleware
+sends, and a validation message from the domain's own check; the live adapters' messages, which
+the HTTP edge may not import, are written here as those adapters write them.
+tests/unit/http/test_openapi_examples.py drives each situation through the real code and
+compares what it sends with the example.
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from colima_ref.http.errors import (
     error_name,
     error_response,
 )
-from colima_ref.http.middleware.request_validation import ALLOWED_MEDIA_TYPES, MAX_BODY_BYTES
+from colima_ref.http.middleware.rate_limit import limit_exceeded
+from colima_ref.http.middleware.request_validation import (
+    ALLOWED_MEDIA_TYPES,
+    MAX_BODY_BYTES,
+    MISSING_CONTENT_TYPE,
+    UNSUPPORTED_CONTENT_TYPE,
+    body_too_large,
+)
 from colima_ref.settings import HttpSettings
 
 EXAMPLE_REQUEST_ID = "0b6f7d8e-3c1a-4c55-9a39-2f1f8e6c2d10"
@@ -44,20 +52,20 @@ def error_examples(config: HttpSettings, operation_timeout: float) -> dict[str, 
     allowed = {"allowed": sorted(ALLOWED_MEDIA_TYPES)}
     limit = limits.parse(config.rate_limit.default)
     responses = {
-        "BadRequest": _status(400, "A request body needs a Content-Type header", allowed),
+        "BadRequest": _status(400, MISSING_CONTENT_TYPE, allowed),
         "NotFound": _domain(
             ResourceNotFoundError(
                 f"No secret at path {MISSING_PATH!r}", {"secret_path": MISSING_PATH}
             )
         ),
         "PayloadTooLarge": _status(
-            413, f"Request body exceeds {MAX_BODY_BYTES} bytes", {"max_bytes": MAX_BODY_BYTES}
+            413, body_too_large(MAX_BODY_BYTES), {"max_bytes": MAX_BODY_BYTES}
         ),
-        "UnsupportedMediaType": _status(415, "Unsupported Content-Type", allowed),
+        "UnsupportedMediaType": _status(415, UNSUPPORTED_CONTENT_TYPE, allowed),
         "ValidationFailed": _domain(_refusal_of(validation.ttl, "0")),
         "TooManyRequests": _status(
             429,
-            f"Rate limit exceeded: {limit.amount} per {limit.get_expiry()} seconds",
+            limit_exceeded(limit),
             {"limit": str(limit), "endpoint": RATE_LIMITED_ENDPOINT},
         ),
         "InternalError": _status(500, INTERNAL_ERROR_MESSAGE),

@@ -203,8 +203,7 @@ class RateLimitMiddleware:
         response = error_response(
             scope.get("state", {}).get("request_id"),
             error="RateLimitError",
-            message=f"Rate limit exceeded: {policy.item.amount} per "
-            f"{policy.item.get_expiry()} seconds",
+            message=limit_exceeded(policy.item),
             status_code=429,
             details={"limit": str(policy.item), "endpoint": template},
             headers={
@@ -213,6 +212,11 @@ class RateLimitMiddleware:
             },
         )
         await response(scope, receive, send)
+
+
+def limit_exceeded(item: limits.RateLimitItem) -> str:
+    """The message of the 429 for a client past ``item``."""
+    return f"Rate limit exceeded: {item.amount} per {item.get_expiry()} seconds"
 
 
 def _sending_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:

@@ -43,6 +43,15 @@ _ENCODED_SLASH = re.compile(rb"%2f", re.IGNORECASE)
 _ESCAPED_HIGH_BYTE = re.compile(rb"%[89a-f]", re.IGNORECASE)
 
 
+MISSING_CONTENT_TYPE = "A request body needs a Content-Type header"
+UNSUPPORTED_CONTENT_TYPE = "Unsupported Content-Type"
+
+
+def body_too_large(max_body_bytes: int) -> str:
+    """The message of the 413 for a body over ``max_body_bytes``."""
+    return f"Request body exceeds {max_body_bytes} bytes"
+
+
 class _BodyTooLargeError(HTTPException):
     """Raised inside the app's ``receive``, so Starlette's handler writes the uniform 413 body
     before its 500 handler could claim the response."""
@@ -50,7 +59,7 @@ class _BodyTooLargeError(HTTPException):
     def __init__(self, max_body_bytes: int) -> None:
         super().__init__(
             413,
-            f"Request body exceeds {max_body_bytes} bytes",
+            body_too_large(max_body_bytes),
             # The rest of the body is never read, so the connection cannot be reused.
             headers={"Connection": "close"},
         )
@@ -283,10 +292,10 @@ class RequestValidationMiddleware:
 
     def _content_type_problem(self, raw: bytes | None) -> tuple[int, str] | None:
         if raw is None or not raw.strip():
-            return 400, "A request body needs a Content-Type header"
+            return 400, MISSING_CONTENT_TYPE
         media_type = raw.decode("latin-1").partition(";")[0].strip().lower()
         if media_type not in self.allowed_media_types:
-            return 415, "Unsupported Content-Type"
+            return 415, UNSUPPORTED_CONTENT_TYPE
         return None
 
     async def _timed_out(
@@ -306,7 +315,7 @@ class RequestValidationMiddleware:
         response = error_response(
             scope.get("state", {}).get("request_id"),
             error=error_name(413),
-            message=f"Request body exceeds {self.max_body_bytes} bytes",
+            message=body_too_large(self.max_body_bytes),
             status_code=413,
             details={"max_bytes": self.max_body_bytes},
             # The rest of the body is never read, so the connection cannot be reused.
